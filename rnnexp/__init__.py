@@ -1,0 +1,3 @@
+"""rnnexp: hyperparameter experiments on small character-level RNNs."""
+
+__version__ = "0.1.0"
