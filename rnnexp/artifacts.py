@@ -61,3 +61,12 @@ def write_run(run_dir: Path, metrics: dict, loss: np.ndarray, spelled: np.ndarra
     atomic_write_text(run_dir / HISTORY, history_csv(loss, spelled))
     atomic_write_text(run_dir / METRICS,
                       json.dumps(_json_safe(metrics), indent=1, ensure_ascii=False) + "\n")
+
+
+def read_done(run_dir: Path):
+    """metrics.json of a finished run, or None when the run is missing or was cut short."""
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and "status" in metrics else None

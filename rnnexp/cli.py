@@ -10,18 +10,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
 
-from rnnexp.artifacts import write_run
+from rnnexp.artifacts import read_done
 from rnnexp.config import register_configs
 from rnnexp.hooks import hook_for
-from rnnexp.train import RunResult, train
+from rnnexp.train import save_result, train
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 register_configs()
-
-
-def save_result(run_dir: Path, result: RunResult, cfg: DictConfig) -> None:
-    write_run(run_dir, result.metrics, result.loss, result.spelled)
 
 
 def summary_line(m: dict) -> str:
@@ -36,6 +32,9 @@ def summary_line(m: dict) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def train_app(cfg: DictConfig) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.train.skip_done and (done := read_done(run_dir)) is not None:
+        print(f"{run_dir}: done before, skipped")
+        return done
     result = train(cfg, hook_for(cfg))
     save_result(run_dir, result, cfg)
     print(summary_line(result.metrics))

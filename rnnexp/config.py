@@ -96,6 +96,7 @@ class TrainConfig:
     epochs: int = 100
     checkpoint: bool = True  # save the trained weights (model.npz) in the run dir
     max_word_length: int = 1000  # longer texts are refused (a guard against pasting a file)
+    skip_done: bool = False  # a run dir that already holds metrics.json is not trained again
 
 
 @dataclass

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rnnexp.config import optimizer_args, validate
+from rnnexp import checkpoint
+from rnnexp.artifacts import write_run
+from rnnexp.config import ConfigError, optimizer_args, validate
 from rnnexp.converge import epochs_to_converge
 from rnnexp.data import make_example
 from rnnexp.engine import BOOL_OPTIMIZER_ARGS, GroupSpec, MemberSpec
@@ -39,7 +42,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        from rnnexp.config import ConfigError
         raise ConfigError("device: cuda was asked for but torch sees no CUDA device, got 'cuda'")
     return device
 
@@ -173,6 +175,17 @@ def train_group(cfgs: Sequence[DictConfig], hooks: Optional[Sequence[Optional[Ep
         metrics = summarize(cfg, words[m], vocab, l, s, status[m], params[m], wall)
         results.append(RunResult(metrics, l, s, params[m], vocab))
     return results
+
+
+def save_result(run_dir: Path, result: RunResult, cfg: DictConfig) -> None:
+    """Everything a run leaves in its dir: model.npz (unless train.checkpoint=false), history.csv,
+    then metrics.json, whose presence marks the run as done."""
+    if cfg.train.checkpoint:
+        meta = {"model": cfg.model.name, "model_args": result.metrics["model_args"],
+                "word": result.metrics["word"], "hidden_size": int(cfg.model.hidden_size),
+                "bias": bool(cfg.model.bias)}
+        checkpoint.save(run_dir, result.params, result.vocab, meta)
+    write_run(run_dir, result.metrics, result.loss, result.spelled)
 
 
 def train(cfg: DictConfig, hook: Optional[EpochHook] = None) -> RunResult:
