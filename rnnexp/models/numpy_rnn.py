@@ -111,7 +111,7 @@ def forward(params: dict, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hs = np.zeros((T + 1, M, H), dtype=W_xh.dtype)
     for t in range(T):
         # W_hh h_{t-1} for every member: (M, H, H) @ (M, H, 1) -> (M, H, 1)
-        hs[t + 1] = np.tanh(xw[t] + np.matmul(W_hh, hs[t][:, :, None])[:, :, 0])
+        np.tanh(xw[t] + np.matmul(W_hh, hs[t][:, :, None])[:, :, 0], out=hs[t + 1])
     # o_t = W_yh h_t for all t: (M, T, H) @ (M, H, V) -> (M, T, V)
     logits = np.matmul(hs[1:].transpose(1, 0, 2), W_yh.transpose(0, 2, 1))
     if "b_y" in params:
@@ -151,24 +151,26 @@ def stacked_loss_and_grads(params: dict, inputs: np.ndarray, targets: np.ndarray
     h_seq = hs[1:].transpose(1, 0, 2)  # h_1..h_T as (M, T, H)
     grads = {"W_yh": np.matmul(d_logits.transpose(0, 2, 1), h_seq)}  # sum_t (yhat_t - y_t) h_t^T
 
-    # BPTT: delta_t = (1 - h_t^2) * (W_yh^T (yhat_t - y_t) + W_hh^T delta_{t+1}), delta_{T+1} = 0
+    # BPTT: delta_t = (1 - h_t^2) * (W_yh^T (yhat_t - y_t) + W_hh^T delta_{t+1}), delta_{T+1} = 0,
+    # kept time-major (T, M, H) so that each step reads and writes contiguous (M, H) blocks
     W_hh = params["W_hh"]
-    d_h_out = np.matmul(d_logits, params["W_yh"])  # W_yh^T (yhat_t - y_t) for all t: (M, T, H)
-    deltas = np.empty_like(h_seq)  # (M, T, H)
-    d_h_next = np.zeros_like(h_seq[:, 0])  # W_hh^T delta_{t+1}: (M, H)
+    d_tanh = 1.0 - hs[1:] * hs[1:]  # (T, M, H)
+    # W_yh^T (yhat_t - y_t) for all t: (M, T, V) @ (M, V, H) -> (M, T, H), viewed as (T, M, H)
+    d_h_out = np.matmul(d_logits, params["W_yh"]).transpose(1, 0, 2)
+    deltas = np.empty_like(d_tanh)
+    d_h_next = np.zeros_like(d_tanh[0])  # W_hh^T delta_{t+1}: (M, H)
     for t in reversed(range(T)):
-        h = hs[t + 1]
-        deltas[:, t] = (1.0 - h * h) * (d_h_out[:, t] + d_h_next)
+        deltas[t] = d_tanh[t] * (d_h_out[t] + d_h_next)
         # W_hh^T delta_t as a row vector: (M, 1, H) @ (M, H, H) -> (M, 1, H)
-        d_h_next = np.matmul(deltas[:, t][:, None, :], W_hh)[:, 0]
+        d_h_next = np.matmul(deltas[t][:, None, :], W_hh)[:, 0]
 
-    d_pre = deltas.transpose(0, 2, 1)  # (M, H, T)
+    d_pre = deltas.transpose(1, 2, 0)  # (M, H, T)
     grads["W_hh"] = np.matmul(d_pre, hs[:-1].transpose(1, 0, 2))  # sum_t delta_t h_{t-1}^T
     one_hot = np.zeros((T, params["W_xh"].shape[2]), dtype=d_pre.dtype)
     one_hot[steps, inputs] = 1.0
     grads["W_xh"] = np.matmul(d_pre, one_hot)  # sum_t delta_t x_t^T: (M, H, V)
     if "b_h" in params:
-        grads["b_h"] = deltas.sum(axis=1)  # sum_t delta_t
+        grads["b_h"] = deltas.sum(axis=0)  # sum_t delta_t
         grads["b_y"] = d_logits.sum(axis=1)  # sum_t (yhat_t - y_t)
     grads = {k: grads[k] for k in params}  # the caller's key order
     return loss, grads, logits.argmax(axis=-1)
