@@ -222,3 +222,19 @@ def test_bad_groups_are_refused_with_a_clear_message():
         NumpyEngine(GroupSpec(**{**group().__dict__, "model": "torch_rnn"}), member)
     with pytest.raises(NumpyEngineError, match="dtype.*'float16'"):
         NumpyEngine(group(dtype="float16"), member)
+
+
+def test_a_diverging_member_leaves_the_others_alone():
+    members = [MemberSpec(seed=0, hparams={"lr": 1e308}), MemberSpec(seed=1, hparams={"lr": 0.1})]
+    spec = group(init="uniform")
+    batch = history(NumpyEngine(spec, members), 6)
+    assert not np.isfinite(batch[-1, 0])
+    alone = history(NumpyEngine(spec, members[1:]), 6)[:, 0]
+    np.testing.assert_allclose(batch[:, 1], alone, rtol=1e-12, atol=0)
+
+
+def test_keeping_no_member_leaves_an_empty_batch():
+    engine = NumpyEngine(group(), [MemberSpec(seed=0, hparams={"lr": 0.1})])
+    engine.keep(np.array([False]))
+    loss, spelled = engine.step()
+    assert loss.shape == spelled.shape == (0,)
