@@ -40,13 +40,13 @@ class StackedOptimizer:
     def __init__(self, **hparams):
         arrays = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in hparams.items()}
         try:
-            M = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+            shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))  # (M,)
         except ValueError:
             raise NumpyEngineError(f"{self.name} hyperparameters differ in member count: "
                                    f"{ {k: a.shape for k, a in arrays.items()} }") from None
-        if len(M) != 1:
+        if len(shape) != 1:
             raise NumpyEngineError(f"{self.name} hyperparameters must be scalars or (M,) arrays")
-        self.hp = {k: np.broadcast_to(a, M).copy() for k, a in arrays.items()}
+        self.hp = {k: np.broadcast_to(a, shape).copy() for k, a in arrays.items()}
         self.state: dict[str, dict[str, np.ndarray]] = {}  # state name -> param key -> (M, ...)
 
     @property
@@ -57,8 +57,8 @@ class StackedOptimizer:
         for k in keys:
             bad = np.flatnonzero(~(self.hp[k] >= 0))  # NaN is bad too
             if bad.size:
-                raise NumpyEngineError(f"{self.name} {k} must be >= 0, got {float(self.hp[k][bad[0]]):g} "
-                                       f"(member {bad[0]})")
+                value = float(self.hp[k][bad[0]])
+                raise NumpyEngineError(f"{self.name} {k} must be >= 0, got {value:g} (member {bad[0]})")
 
     def keep(self, mask: np.ndarray) -> None:
         self.hp = {k: v[mask] for k, v in self.hp.items()}
