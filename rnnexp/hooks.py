@@ -47,7 +47,7 @@ class StorageError(ValueError):
 
 class EpochHook(Protocol):
     def report(self, epoch: int, loss: float) -> bool:
-        """Record the loss after `epoch`; True means: prune this run now."""
+        """Record the loss of `epoch` (1-based); return True to stop (prune) this run."""
         ...
 
 

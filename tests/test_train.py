@@ -1,0 +1,97 @@
+"""The training loop: metrics, convergence, generation, divergence, pruning, determinism."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnexp.converge import epochs_to_converge
+from rnnexp.generate import generate, layers_from
+from rnnexp.models.torch_rnn import build
+from rnnexp.train import train
+
+
+def test_epochs_to_converge_is_the_first_epoch_of_the_final_good_stretch():
+    loss = np.array([1.0, 1e-6, 1e-6, 0.2, 1e-6, 1e-6])
+    spelled = np.array([0, 1, 1, 1, 1, 1], bool)
+    assert epochs_to_converge(loss, spelled, 5e-5) == 5
+    spelled[-1] = False
+    assert epochs_to_converge(loss, spelled, 5e-5) is None
+    assert epochs_to_converge(np.full(3, 1e-9), np.ones(3, bool), 5e-5) == 1
+
+
+def test_report_setting_spells_edgement(make_cfg):
+    cfg = make_cfg("optimizer.lr=0.4", "optimizer.alpha=0.5", "optimizer.eps=1e-18")
+    result = train(cfg)
+    m = result.metrics
+    assert m["status"] == "completed" and m["epochs_run"] == 100
+    assert len(result.loss) == 100 and result.loss[-1] == m["final_loss"]
+    assert m["converged"] and m["generated"] == "edgement"
+    assert 1 <= m["epochs_to_converge"] <= 100
+    assert m["epochs_to_converge"] == epochs_to_converge(result.loss, result.spelled, 5e-5)
+
+
+def test_same_config_and_seed_give_identical_results(make_cfg):
+    cfg = make_cfg("optimizer=adam", "optimizer.lr=0.05", "train.epochs=30", "seed=3")
+    a, b = train(cfg), train(cfg)
+    a.metrics.pop("wall_time_s"), b.metrics.pop("wall_time_s")
+    assert json.dumps(a.metrics) == json.dumps(b.metrics)
+    assert np.array_equal(a.loss, b.loss) and np.array_equal(a.spelled, b.spelled)
+    c = train(make_cfg("optimizer=adam", "optimizer.lr=0.05", "train.epochs=30", "seed=4"))
+    assert not np.array_equal(a.loss, c.loss)
+
+
+def test_spelled_matches_greedy_generation(make_cfg):
+    """Teacher-forced argmax == targets exactly when greedy generation reproduces the word."""
+    outcomes = set()
+    for epochs in (5, 20, 40, 60, 80):
+        result = train(make_cfg("optimizer.lr=0.4", "optimizer.alpha=0.5", f"train.epochs={epochs}"))
+        vocab = result.vocab
+        model = build(len(vocab), 5, seed=0, dtype="float64")
+        model.load_state_dict({k: torch.tensor(v) for k, v in result.params.items()})
+        ids = [vocab.index(c) for c in "edgement"]
+        with torch.no_grad():
+            logits = model(torch.tensor(ids[:-1]))
+        teacher_forced = bool((logits.argmax(-1) == torch.tensor(ids[1:])).all())
+        greedy = model.generate(ids[:1], 8) == ids
+        assert teacher_forced == greedy == (result.metrics["generated"] == "edgement")
+        outcomes.add(greedy)
+    assert outcomes == {True, False}
+
+
+def test_generation_agrees_with_full_prefix_reruns():
+    model = build(6, 4, seed=1, num_layers=2, dtype="float64")
+    ids = model.generate([2], 12)
+    params = {k: v.numpy() for k, v in model.state_dict().items()}
+    assert generate(layers_from(params), [2], 12) == ids
+
+
+def test_divergence_is_a_result_not_a_crash(make_cfg):
+    result = train(make_cfg("model.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=1e30",
+                            "train.epochs=50"))
+    m = result.metrics
+    assert m["status"] == "diverged" and not m["converged"]
+    assert m["epochs_run"] == len(result.loss) < 50 and not np.isfinite(result.loss[-1])
+
+
+class StopAt:
+    def __init__(self, epoch):
+        self.epoch, self.seen = epoch, []
+
+    def report(self, epoch, loss):
+        self.seen.append((epoch, loss))
+        return epoch >= self.epoch
+
+
+def test_a_hook_sees_every_epoch_and_can_prune(make_cfg):
+    hook = StopAt(7)
+    result = train(make_cfg("train.epochs=20"), hook)
+    assert [e for e, _ in hook.seen] == list(range(1, 8))
+    assert [l for _, l in hook.seen] == pytest.approx(result.loss.tolist())
+    assert result.metrics["status"] == "pruned" and result.metrics["epochs_run"] == 7
+
+
+def test_unicode_words_train(make_cfg):
+    for word in ["naïve café", "日本語のテキスト", "🙂🙃🙂🙃x", "שלום עולם"]:
+        m = train(make_cfg(f"word='{word}'", "train.epochs=5")).metrics
+        assert m["word"] == word and len(m["generated"]) == len(word)
