@@ -18,6 +18,8 @@ from hydra_plugins.rnnexp_optuna_sweeper._search_space import (
     SearchSpaceError,
     build_search_space,
     check_forbidden,
+    parse_overrides,
+    quoted,
 )
 from rnnexp import hooks
 
@@ -91,6 +93,11 @@ def test_forbidden_key_cannot_vary_but_may_be_fixed():
         check_forbidden(space, ["model.hidden_size"])
     fixed = build_search_space({"model.hidden_size": 5, "x": "interval(0,1)"}, None, [])
     check_forbidden(fixed, ["model.hidden_size"])
+
+
+@pytest.mark.parametrize("text", ["true", "1", "it's", "a\\b", "a\\", "a\\'b", "/tmp/x y.log"])
+def test_quoted_text_reads_back_as_the_same_string(text):
+    assert parse_overrides([f"k={quoted(text)}"])[0].value() == text
 
 
 # ------------------------------------------------------------------------------ conditional spaces
@@ -324,3 +331,28 @@ def test_objective_expression_and_bad_storage(tmp_path):
     proc = run_app(tmp_path, f"hydra.sweeper.storage={bad}", "x=interval(0, 1)", check=False)
     assert proc.returncode != 0
     assert f"cannot open Optuna storage '{bad}'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_rnnexp_train_study_end_to_end(tmp_path):
+    """The real app: a learning-rate study with pruning, storage reopened with plain Optuna."""
+    script = Path(sys.executable).parent / "rnnexp-train"
+    proc = subprocess.run(
+        [str(script), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6",
+         "hydra.sweeper.study_name=lr", "hydra/sweeper/pruner=median",
+         "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.report_every=5",
+         "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path}/sweep",
+         "optimizer.lr=tag(log, interval(0.001, 1))", "train.epochs=20"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    storage = hooks.open_storage(str(tmp_path / "results" / "studies" / "lr.log"))
+    study = optuna.load_study(study_name="lr", storage=storage)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    for t in study.trials:
+        metrics = json.loads((tmp_path / "sweep" / str(t.number) / "metrics.json").read_text())
+        if t.state == TrialState.COMPLETE:
+            assert t.value == metrics["final_loss"]
+        else:
+            assert metrics["status"] in ("pruned", "diverged")

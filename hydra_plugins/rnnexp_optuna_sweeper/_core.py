@@ -33,7 +33,13 @@ from rnnexp.hooks import (
 
 from ._objective import Objective, Outcome
 from ._results import copy_results, write_results
-from ._search_space import SearchSpace, SearchSpaceError, build_search_space, check_forbidden
+from ._search_space import (
+    SearchSpace,
+    SearchSpaceError,
+    build_search_space,
+    check_forbidden,
+    quoted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +255,7 @@ class OptunaSweeperImpl(Sweeper):
 # ---------------------------------------------------------------------------------- helpers
 def env_overrides(ref: TrialRef) -> list[str]:
     """Hydra sets these around the task function, in this process or in a worker."""
-    return [f"++hydra.job.env_set.{k}={_quoted(v)}" for k, v in ref.to_env().items()]
+    return [f"++hydra.job.env_set.{k}={quoted(v)}" for k, v in ref.to_env().items()]
 
 
 def fail_abandoned_trials(study: optuna.Study) -> None:
@@ -280,10 +286,6 @@ def _job_nums(first_job: int, k: int, n_seeds: int) -> list[int]:
 
 def _output_dir(job: JobReturn) -> str | None:
     return OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir") if job.hydra_cfg else None
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _json_safe(rows: list[list[Any]]) -> list[list[Any]]:

@@ -119,8 +119,15 @@ def hydra_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str) and not re.fullmatch(r"[\w./:-]+", value):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return quoted(value)
     return str(value)
+
+
+def quoted(text: str) -> str:
+    """Override text that Hydra reads back as exactly this string (never as a number or bool)."""
+    # Hydra unescapes backslashes only before a quote or the closing quote
+    text = re.sub(r"(\\+)('|$)", lambda m: m.group(1) * 2 + m.group(2), text)
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def grid_values(p: Param) -> list[Any]:
@@ -160,17 +167,12 @@ def flatten_params(params: Mapping[str, Any] | None, prefix: str = "") -> dict[s
 
 
 def override_text(key: str, value: Any) -> str:
-    """A config value as an override line (lists as Hydra lists, strings as written)."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, (list, tuple)):
-        # a plain list in params means a categorical, as the grammar's "x,y,z" does
-        text = ",".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return f"{key}={text}"
+    """A params entry as an override line: grammar strings as written, a list as a categorical."""
+    if isinstance(value, (list, tuple)):
+        return f"{key}={','.join(hydra_value(v) for v in value)}"
+    if isinstance(value, str):
+        return f"{key}={value}"
+    return f"{key}={hydra_value(value)}"
 
 
 def space_from_overrides(overrides: list[Override]) -> SearchSpace:
