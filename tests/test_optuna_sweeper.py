@@ -333,6 +333,25 @@ def test_objective_expression_and_bad_storage(tmp_path):
     assert f"cannot open Optuna storage '{bad}'" in proc.stderr
 
 
+def test_grid_sampler_visits_each_point_once_and_stops(tmp_path):
+    run_app(tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=10", "x=0.1,0.5",
+            "optimizer=choice(sgd, adam)", "train.epochs=3")
+    points = {(t.params["x"], t.params["optimizer"]) for t in load(tmp_path).trials}
+    assert len(load(tmp_path).trials) == 4 and len(points) == 4
+
+
+def test_multi_objective_writes_the_pareto_front(tmp_path):
+    import yaml
+
+    run_app(tmp_path, "hydra/sweeper/sampler=nsgaii", "hydra.sweeper.direction=[minimize,minimize]",
+            "hydra.sweeper.objective=[final_loss,epochs_run]", "hydra.sweeper.n_trials=4",
+            "x=interval(0, 1)", "train.epochs=range(2, 10)")
+    summary = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    front = {s["trial"] for s in summary["solutions"]}
+    assert front == {t.number for t in load(tmp_path).best_trials}
+    assert (tmp_path / "sweep" / "pareto_front.png").exists()
+
+
 @pytest.mark.slow
 def test_rnnexp_train_study_end_to_end(tmp_path):
     """The real app: a learning-rate study with pruning, storage reopened with plain Optuna."""

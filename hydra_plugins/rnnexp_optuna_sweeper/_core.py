@@ -6,6 +6,7 @@ on from the highest one used, and trials left RUNNING by a killed process are ma
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import re
@@ -44,6 +45,7 @@ from ._search_space import (
 log = logging.getLogger(__name__)
 
 DEFAULT_STUDY_DIR = Path("results/studies")
+SAMPLER_PACKAGES = {"GPSampler": "scipy", "QMCSampler": "scipy", "CmaEsSampler": "cmaes"}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -185,8 +187,14 @@ class OptunaSweeperImpl(Sweeper):
         return study, url
 
     def _make_sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+        target = str(self.sampler_cfg.get("_target_"))
+        package = SAMPLER_PACKAGES.get(target.rsplit(".", 1)[-1])
+        if package and importlib.util.find_spec(package) is None:
+            raise SweeperConfigError(f"sampler {target!r} needs the package {package!r}: "
+                                     f"pip install {package}")
         if _is_grid(self.sampler_cfg):
-            cfg = {**self.sampler_cfg, "search_space": self._grid(space)}
+            cfg = {**self.sampler_cfg, "search_space": self._grid(space),
+                   "_target_": f"{__name__}.AskTellGridSampler"}
             return _instantiate("sampler", cfg)
         return _instantiate("sampler", self.sampler_cfg)
 
@@ -220,8 +228,7 @@ class OptunaSweeperImpl(Sweeper):
         except BaseException as err:
             for trial in trials:  # never leave a trial RUNNING behind us
                 if trial.number not in told:
-                    trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
-                    study.tell(trial, state=TrialState.FAIL)
+                    _fail_if_running(study, trial, f"{type(err).__name__}: {err}")
             raise
         finally:
             for ref in refs:
@@ -253,6 +260,22 @@ class OptunaSweeperImpl(Sweeper):
 
 
 # ---------------------------------------------------------------------------------- helpers
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler calls Study.stop() once the grid is done, which raises outside optimize(); here
+    the sweep loop ends by itself, n_trials being capped at the grid size."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def _fail_if_running(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    try:
+        trial.set_user_attr("fail_reason", reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # told already, before the error
+
+
 def env_overrides(ref: TrialRef) -> list[str]:
     """Hydra sets these around the task function, in this process or in a worker."""
     return [f"++hydra.job.env_set.{k}={quoted(v)}" for k, v in ref.to_env().items()]
