@@ -308,7 +308,7 @@ def test_failures_beyond_max_failure_rate_stop_the_sweep(tmp_path):
 
 def test_seeds_run_as_jobs_of_one_trial_and_are_aggregated(tmp_path):
     proc = run_app(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-                   "+hydra.sweeper.seeds=[0,1,2]", "hydra.sweeper.aggregate=median",
+                   "hydra.sweeper.seeds=[0,1,2]", "hydra.sweeper.aggregate=median",
                    "x=interval(0, 1)", "train.epochs=5")
     assert "Launching 6 jobs" in proc.stdout
     for t in load(tmp_path).trials:
