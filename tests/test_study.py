@@ -1,0 +1,177 @@
+"""The fastest-convergence study: its objective, its search space, the forbid check through the
+real CLI, the statistics, and `rnnexp-study --quick` end to end."""
+import dataclasses
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from hydra_plugins.rnnexp_optuna_sweeper._objective import Objective
+from hydra_plugins.rnnexp_optuna_sweeper._search_space import build_search_space
+from rnnexp import study
+from rnnexp.config import OPTIMIZERS
+from tests.conftest import ROOT, run_cli
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SWEEPER = study.study_file_cfg().hydra.sweeper
+BUDGET = int(study.study_file_cfg().train.epochs)
+
+
+# ------------------------------------------------------------------------------ the objective
+def job(epochs_to_converge=None, final_loss=1e-9, status="completed"):
+    """A finished job as the launcher hands it to the sweeper."""
+    ret = JobReturn()
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = {"epochs": BUDGET, "epochs_run": BUDGET, "final_loss": final_loss,
+                        "epochs_to_converge": epochs_to_converge,
+                        "converged": epochs_to_converge is not None, "status": status}
+    return ret
+
+
+def trial_value(*jobs):
+    """The study file's objective and aggregate over one trial's seeds."""
+    objective = Objective(SWEEPER.objective, 1, SWEEPER.aggregate)
+    outcome = objective.outcome(list(jobs), list(range(len(jobs))))
+    assert outcome.state == TrialState.COMPLETE, outcome.reason
+    return outcome.values[0]
+
+
+def test_converged_seeds_score_their_epochs_and_the_trial_its_slowest_seed():
+    assert trial_value(job(30), job(41), job(35)) == 41
+
+
+def test_one_non_converging_seed_makes_a_trial_worse_than_any_converging_one():
+    slowest_converging = trial_value(*[job(BUDGET)] * 5)
+    nearly = trial_value(job(10), job(10), job(10), job(10), job(None, final_loss=1e-7))
+    assert slowest_converging == BUDGET < BUDGET + 1 <= nearly
+
+
+def test_non_converging_seeds_are_ranked_by_their_final_loss():
+    values = [trial_value(job(20), job(None, final_loss=loss)) for loss in (1e-5, 1e-3, 0.1, 2.0)]
+    assert values == sorted(values) and len(set(values)) == 4
+    assert all(math.isfinite(v) and v > BUDGET for v in values)
+
+
+def test_a_converging_seed_with_a_larger_loss_is_not_penalized():
+    # converged means the loss stayed below the threshold: its final loss plays no part
+    assert trial_value(job(25, final_loss=4e-5)) == trial_value(job(25, final_loss=1e-12)) == 25
+
+
+# ------------------------------------------------------------------------------ the search space
+def study_space():
+    params = OmegaConf.to_container(SWEEPER.params)
+    conditional = OmegaConf.to_container(SWEEPER.conditional)
+    return build_search_space(params, conditional, []), conditional["optimizer"]
+
+
+def test_conditional_space_gives_each_optimizer_only_its_own_arguments():
+    space, branches = study_space()
+    trials = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = trials.ask()
+        overrides = space.suggest(trial)
+        name = trial.params["optimizer"]
+        seen.add(name)
+        assert set(trial.params) == {"optimizer", *branches[name]}, name
+        assert sum(o.startswith("optimizer.") for o in overrides) == len(branches[name])
+    assert seen == {"sgd", "adam", "adagrad", "rmsprop"}
+
+
+def test_every_searched_argument_is_a_key_of_its_optimizer_config():
+    _, branches = study_space()
+    for name, args in branches.items():
+        fields = {f.name for f in dataclasses.fields(OPTIMIZERS[name])}
+        for key in args:
+            assert key.split(".")[1] in fields, (name, key)
+        assert "optimizer.lr" in args and "log" in args["optimizer.lr"]
+
+
+@pytest.mark.parametrize("override", [
+    "model.hidden_size=choice(5, 10)",
+    "++hydra.sweeper.params.model.hidden_size='int(interval(3, 8))'",
+])
+def test_a_space_varying_the_hidden_size_is_refused_through_the_cli(tmp_path, override):
+    proc = run_cli("rnnexp-train", "-m", "--config-dir", str(ROOT / "sweeps"),
+                   "--config-name", "fastest_convergence", override,
+                   f"hydra.sweep.dir={tmp_path}/sweep",
+                   f"hydra.sweeper.storage={tmp_path}/s.log", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "model.hidden_size" in lines[0] and "forbids" in lines[0]
+    assert not (tmp_path / "sweep" / "0").exists()  # refused before any job ran
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_quantile_with_inf_matches_numpy_on_finite_values_and_is_inf_past_them():
+    rng = np.random.default_rng(0)
+    values = rng.integers(1, 100, size=20).astype(float)
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        assert study.quantile_with_inf(values, q) == pytest.approx(np.quantile(values, q))
+    with_failures = np.array([10.0, 20.0, 30.0, np.inf])
+    assert study.quantile_with_inf(with_failures, 0.5) == 25.0
+    assert study.quantile_with_inf(with_failures, 0.75) == math.inf  # between 30 and a failure
+
+
+def test_epochs_summary_counts_a_failed_seed_as_slowest():
+    runs = pd.DataFrame({"converged": [True, True, False],
+                         "epochs_to_converge": [40, 50, None]})
+    s = study.epochs_summary(runs, 100)
+    assert (s["median"], s["min"], s["max"], s["converged"], s["seeds"]) == (50, 40, math.inf, 2, 3)
+    assert study.epochs_text(s["max"], 100) == ">100"
+
+
+def test_best_so_far_ignores_failed_trials():
+    curve = study.best_so_far([np.nan, 120.0, np.nan, 80.0, 95.0, 60.0])
+    assert curve.tolist() == [math.inf, 120, 120, 80, 80, 60]
+
+
+def test_param_overrides_put_the_optimizer_group_first():
+    lines = study.param_overrides({"optimizer.lr": 0.1, "optimizer": "adam",
+                                   "optimizer.amsgrad": True, "optimizer.betas.0": 0.5})
+    assert lines == ["optimizer=adam", "optimizer.amsgrad=true", "optimizer.betas.0=0.5",
+                     "optimizer.lr=0.1"]
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
+    results = tmp_path / "results"
+    proc = run_cli("rnnexp-study", "--quick", "--results", str(results), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = results / "study"
+    for name in ("study.yaml", "validation.csv", "validation.md", "validation_runs.csv",
+                 "loss_curves.png", "sampler_comparison.csv", "sampler_summary.csv",
+                 "sampler_comparison.png", "SECTION.md", "search/optimization_results.yaml",
+                 "search/trials.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert (results / "studies" / "fastest_convergence-quick.log").exists()
+
+    numbers = pd.read_csv(out / "validation.csv")
+    assert numbers.setting.tolist() == ["best", "report"]
+    assert (numbers.seeds == len(study.QUICK.validation_seeds)).all()
+    runs = pd.read_csv(out / "validation_runs.csv")
+    assert sorted(set(runs.seed)) == list(study.QUICK.validation_seeds)
+
+    _, branches = study_space()
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    for row in trials.itertuples(index=False):
+        row = row._asdict()
+        present = {k.removeprefix("params_") for k, v in row.items()
+                   if k.startswith("params_") and not pd.isna(v)}
+        assert present == {"optimizer", *branches[row["params_optimizer"]]}
+
+    section = study.report_section(results)
+    assert "study/loss_curves.png" in section and "study/sampler_comparison.png" in section
+    assert "| best" in section and "| report" in section
+
+    # same study name and storage: a second run adds no trial
+    again = study.run_study(results.resolve(), study.QUICK, "basic")
+    assert sum(again["trials"].values()) == sum(
+        OmegaConf.load(out / "study.yaml").search.trials.values())
