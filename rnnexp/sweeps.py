@@ -546,16 +546,12 @@ def _check_setting_config(sweep: Sweep, setting: Setting) -> None:
 
 def _spec_key_for(sweep: Sweep, message: str) -> str:
     """Where in the file the key a config error names was set (fixed.x, grid.x, readings)."""
-    for k, _ in sweep.fixed:
-        if re.search(rf"\b{re.escape(k)}\b", message):
-            return f"fixed.{k}"
-    for k, _ in sweep.grid:
-        if re.search(rf"\b{re.escape(k)}\b", message):
-            return f"grid.{k}"
-    for r in sweep.readings:
-        for k, _ in r.overrides:
-            if re.search(rf"\b{re.escape(k)}\b", message):
-                return f"readings.set.{k}"
+    places = [(k, f"fixed.{k}") for k, _ in sweep.fixed] + [(k, f"grid.{k}") for k, _ in sweep.grid]
+    places += [(k, f"readings.set.{k}") for r in sweep.readings for k, _ in r.overrides]
+    for key, place in sorted(places, key=lambda p: -len(p[0])):  # optimizer.lr before optimizer
+        if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", message) or \
+                re.search(rf"'{re.escape(key.rsplit('.', 1)[-1])}'", message) and "." in key:
+            return place
     return "fixed"
 
 
