@@ -3,6 +3,7 @@ with a min–max band, log-scale loss, the published values as markers."""
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -89,7 +90,8 @@ def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
     readings = [r.name for r in sweep.readings]
     ncols = min(2, len(readings))
     nrows = (len(readings) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.4 * nrows), squeeze=False,
+    width = max(6.4 * ncols, 9.5)  # wide enough for the title and a legend row
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 4.4 * nrows + 0.6), squeeze=False,
                              sharey=True)
     n_seeds = set()
     for ax, reading in zip(axes.flat, readings):
@@ -114,7 +116,6 @@ def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
         ax.set_title(f"reading: {reading}{best}" if sweep.ambiguous else "", fontsize=10)
         if curves:
             ax.plot([], [], marker="D", mfc="white", mec="black", ls="none", label="published")
-            ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
         else:
             ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="grey")
     for ax in axes[:, 0]:
@@ -122,10 +123,17 @@ def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
     for ax in list(axes.flat)[len(readings):]:
         ax.axis("off")
     seeds = "/".join(str(n) for n in sorted(n_seeds)) or "0"
-    fig.suptitle(f"{sweep.title}{' (quick mode: ' + str(sweep.epochs) + ' epochs)' if sweep.quick else ''}\n"
-                 f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over "
-                 f"seeds, ◇: published (a printed 0 drawn at its rounding limit)", fontsize=11)
-    fig.tight_layout()
+    title = sweep.title + (f" (quick mode: {sweep.epochs} epochs)" if sweep.quick else "")
+    key = (f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over seeds, "
+           f"◇: published (a printed 0 drawn at its rounding limit)")
+    chars = int(width * 11)  # characters per title line at this font size
+    fig.suptitle("\n".join(textwrap.wrap(title, chars) + textwrap.wrap(key, chars)), fontsize=11)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend below the panels: every panel has the same settings and colours
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(handles)), fontsize=9,
+                   frameon=False)
+    rows_of_legend = (len(handles) + 3) // 4
+    fig.tight_layout(rect=(0, 0.3 * rows_of_legend / fig.get_figheight() + 0.01, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
