@@ -26,6 +26,7 @@ from typing import Callable, Optional
 from rnnexp.artifacts import atomic_write_text
 from rnnexp.claims import check_conclusions, claims_markdown
 from rnnexp.collect import Collection, RunDirWarning, collect, write_runs_csv
+from rnnexp.study import render_report_section as render_study_section
 from rnnexp.sweeps import Sweep, SweepError, load_sweeps
 from rnnexp.tables import (TableResult, build_table, fit_markdown, fit_verdict, table_csv,
                            table_markdown)
@@ -211,6 +212,7 @@ register_section("tables", 100, render_tables)
 register_section("ambiguities", 200, render_ambiguities)
 register_section("conclusions", 300, render_conclusions)
 register_section("problems", 900, render_problems)
+register_section("study", 350, render_study_section)  # rnnexp-study's results, once it has run
 
 
 # ---------------------------------------------------------------- building everything

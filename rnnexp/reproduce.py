@@ -27,6 +27,7 @@ from tqdm import tqdm
 from rnnexp.artifacts import atomic_write_text
 from rnnexp.report import (MANIFEST, OneLineParser, ReportError, build_report, ensure_writable,
                            read_manifest)
+from rnnexp.study import reproduce_steps as study_steps
 from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps, sweep_paths
 
 POLL_S = 0.5
@@ -141,7 +142,8 @@ def sweep_steps(opts: Options, sweeps: list[Sweep]) -> list[Step]:
 # ---------------------------------------------------------------- step registry
 
 StepFactory = Callable[[Options, list[Sweep]], list[Step]]
-STEP_FACTORIES: dict[str, StepFactory] = {"sweeps": sweep_steps}
+STEP_FACTORIES: dict[str, StepFactory] = {"sweeps": sweep_steps,
+                                          "study": study_steps}  # rnnexp.study, after the sweeps
 
 
 def register_steps(name: str, factory: StepFactory) -> None:

@@ -14,7 +14,7 @@ Every step runs the real CLI in a subprocess, so the runs are ordinary run dirs.
 
     studies/<name>.log          Optuna journal storage (same name + storage = resume)
     study/                      small outputs, committed: YAML, CSV, Markdown, PNG
-    runs/study/                 run dirs (search, validation, comparison), not committed
+    study_runs/                 run dirs (search, validation, comparison) and logs, not committed
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import math
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,8 +47,12 @@ REPORT_SETTING = {"optimizer": "rmsprop", "optimizer.lr": 0.4, "optimizer.alpha"
                   "optimizer.eps": 1e-18, "optimizer.momentum": 0.0}
 REPORT_MEDIAN_EPOCHS = 89  # its median over 10 seeds (measurements.md)
 
+OBJECTIVE_NAME = "slowest seed's epochs to converge (>100: a seed failed)"
 STUDY_SUBDIR = "study"  # results/study/: the committed outputs
-RUNS_SUBDIR = Path("runs") / "study"  # results/runs/study/: run dirs
+# results/study_runs/: run dirs. Not under results/runs/, which rnnexp-report collects into
+# runs.csv and matches to the report's tables by config: thousands of search runs do not belong
+# there, and the validation runs of the report's setting would silently join the Q2(ii) table
+RUNS_SUBDIR = Path("study_runs")
 STORAGE_SUBDIR = "studies"  # results/studies/: journal files
 
 
@@ -62,7 +67,7 @@ class Budget:
     n_jobs: int = 4  # trials per launcher batch (more with the batched launcher)
     trial_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # every trial trains one run per seed
     validation_seeds: tuple[int, ...] = tuple(range(1000, 1020))  # never used in the search
-    compare_trials: int = 60
+    compare_trials: int = 40
     compare_study_seeds: tuple[int, ...] = (0, 1, 2)
     samplers: tuple[str, ...] = ("tpe", "random")
     epochs: Optional[int] = None  # None: the study file's train.epochs
@@ -132,8 +137,7 @@ def fixed_overrides(budget: Budget) -> list[str]:
 
 
 def study_args(name: str, results: Path, budget: Budget, launcher: str, sampler: str = "tpe",
-               sampler_seed: int = 0, n_trials: Optional[int] = None,
-               results_dir: Optional[Path] = None) -> list[str]:
+               sampler_seed: int = 0, n_trials: Optional[int] = None) -> list[str]:
     """rnnexp-train arguments of one Optuna study over the study file's space."""
     seeds = ",".join(str(s) for s in budget.trial_seeds)
     args = [
@@ -150,9 +154,13 @@ def study_args(name: str, results: Path, budget: Budget, launcher: str, sampler:
     if sampler != "tpe":  # "tpe": the study file's own (tpe_grouped)
         args.append(f"hydra/sweeper/sampler={sampler}")
     args.append(f"hydra.sweeper.sampler.seed={sampler_seed}")
-    if results_dir is not None:
-        args.append(f"hydra.sweeper.results_dir={results_dir}")
     return args
+
+
+def write_results(study_obj, out: Path, names: list[str]) -> None:
+    from hydra_plugins.rnnexp_optuna_sweeper._results import write_results as sweeper_results
+
+    sweeper_results(study_obj, out, names)
 
 
 def open_study(results: Path, name: str):
@@ -172,8 +180,11 @@ def run_study(results: Path, budget: Budget = FULL, launcher: Optional[str] = No
     name = STUDY_CONFIG + budget.name_suffix
     out = results / STUDY_SUBDIR / "search"
     start = time.perf_counter()
-    rnnexp_train(study_args(name, results, budget, launcher, results_dir=out),
+    rnnexp_train(study_args(name, results, budget, launcher),
                  results / RUNS_SUBDIR / "logs" / f"{name}.log")
+    # the sweeper's end-of-study files, with the objective named in words rather than by its
+    # expression (which would be the plots' axis label)
+    write_results(open_study(results, name), out, [OBJECTIVE_NAME])
     best = OmegaConf.to_container(OmegaConf.load(out / "optimization_results.yaml"))
     if "best_params" not in best:
         raise StudyError(f"study {name!r} has no completed trial ({out / 'optimization_results.yaml'})")
@@ -294,21 +305,21 @@ def plot_loss_curves(curves: dict[str, np.ndarray], labels: dict[str, str], loss
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 5.6))
     for (label, loss), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green")):
         epochs = np.arange(1, loss.shape[1] + 1)
         lo, med, hi = np.nanquantile(loss, [0.1, 0.5, 0.9], axis=0)  # (epochs,) each
         ax.fill_between(epochs, lo, hi, color=color, alpha=0.25, linewidth=0)
-        ax.plot(epochs, med, color=color, linewidth=2,
-                label=f"{labels[label]}  (median, 10–90 % band, {loss.shape[0]} seeds)")
+        ax.plot(epochs, med, color=color, linewidth=2, label=textwrap.fill(labels[label], 90))
     ax.axhline(loss_below, color="gray", linestyle="--", linewidth=1,
                label=f"convergence threshold {loss_below:g}")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy, log scale)")
-    ax.set_title('hidden 5, "edgement": best setting found vs the report\'s RMSprop')
+    ax.set_ylabel("training loss (cross-entropy)")
+    n_seeds = next(iter(curves.values())).shape[0]
+    ax.set_title(f'hidden 5, "edgement": median loss and 10–90 % band over {n_seeds} fresh seeds')
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -383,7 +394,7 @@ def compare_samplers(results: Path, budget: Budget = FULL,
     long.to_csv(out / "sampler_comparison.csv", index=False)
     summary = sampler_summary(long)
     summary.to_csv(out / "sampler_summary.csv", index=False)
-    plot_sampler_comparison(long, out / "sampler_comparison.png")
+    plot_sampler_comparison(long, budget_epochs(budget), out / "sampler_comparison.png")
     return summary
 
 
@@ -402,7 +413,7 @@ def sampler_summary(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_sampler_comparison(long: pd.DataFrame, path: Path) -> Path:
+def plot_sampler_comparison(long: pd.DataFrame, budget_epochs: int, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -414,12 +425,15 @@ def plot_sampler_comparison(long: pd.DataFrame, path: Path) -> Path:
         wide = df.pivot(index="trial", columns="study_seed", values="best_so_far")  # (trials, seeds)
         wide = wide.replace(np.inf, np.nan)  # no completed trial yet: nothing to draw
         ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color, alpha=0.2,
-                        linewidth=0)
-        ax.plot(wide.index, wide.mean(axis=1), color=color, linewidth=2,
+                        linewidth=0, step="post")
+        ax.plot(wide.index, wide.mean(axis=1), color=color, linewidth=2, drawstyle="steps-post",
                 label=f"{sampler}: mean of {wide.shape[1]} study seeds (band: min–max)")
+    ax.axhline(budget_epochs, color="gray", linestyle="--", linewidth=1,
+               label=f"{budget_epochs} epochs: above, some seed did not converge")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
-    ax.set_ylabel("best objective so far (epochs; >100 = a seed failed)")
-    ax.set_title("sampler comparison on the fastest-convergence space")
+    ax.set_ylabel("best so far: slowest seed's epochs to converge")
+    ax.set_title("TPE vs random search on the fastest-convergence space")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
@@ -482,6 +496,48 @@ def sampler_lines(s: pd.DataFrame) -> list[str]:
         f"![sampler comparison]({STUDY_SUBDIR}/sampler_comparison.png)",
         "",
     ]
+
+
+def render_report_section(ctx) -> str:
+    """REPORT.md's section (registered in rnnexp.report); empty until the study has run."""
+    done = (Path(ctx.results) / STUDY_SUBDIR / "study.yaml").exists()
+    return report_section(ctx.results) if done else ""
+
+
+# ------------------------------------------------------------------------------ rnnexp-reproduce
+@dataclass
+class StudyStep:
+    """The whole study (search, validation, comparison) as one step of rnnexp-reproduce."""
+    results: Path
+    budget: Budget
+    name: str = "study"
+
+    def planned_runs(self) -> int:
+        b = self.budget
+        trials = b.n_trials + len(b.samplers) * len(b.compare_study_seeds) * b.compare_trials
+        return trials * len(b.trial_seeds) + 2 * len(b.validation_seeds)
+
+    def done_runs(self) -> int:
+        root = self.results / RUNS_SUBDIR
+        return sum(1 for _ in root.glob("**/metrics.json")) if root.exists() else 0
+
+    def run(self, opts, advance):
+        from rnnexp.reproduce import StepOutcome
+
+        before = self.done_runs()
+        outcome = StepOutcome(done_before=min(before, self.planned_runs()))
+        try:
+            run_all(self.results, self.budget, opts.launcher, command="rnnexp-reproduce (study)")
+        except StudyError as err:
+            outcome.failures.append(f"study: {err}")
+        outcome.trained = max(0, self.done_runs() - before)
+        advance(outcome.trained)
+        return outcome
+
+
+def reproduce_steps(opts, sweeps) -> list[StudyStep]:
+    """rnnexp-reproduce's step factory (registered in rnnexp.reproduce)."""
+    return [StudyStep(Path(opts.results), QUICK if opts.quick else FULL)]
 
 
 # ------------------------------------------------------------------------------ all three

@@ -563,7 +563,18 @@ def expected_configs(sweep: Sweep) -> list[tuple[Setting, dict]]:
 # ---------------------------------------------------------------- all sweeps
 
 def sweep_paths(sweeps_dir: Path = SWEEPS_DIR) -> list[Path]:
-    return sorted(Path(sweeps_dir).glob("*.yaml"))
+    """The table sweeps of a folder. A file with a Hydra `defaults:` list is a study config
+    (rnnexp-train --config-dir sweeps --config-name <name>, e.g. fastest_convergence), not a
+    sweep file."""
+    return sorted(p for p in Path(sweeps_dir).glob("*.yaml") if not _is_hydra_config(p))
+
+
+def _is_hydra_config(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # load_sweep reports it with the file's name
+    return isinstance(data, dict) and "defaults" in data
 
 
 def load_sweeps(sweeps_dir: Path = SWEEPS_DIR, names: Optional[list[str]] = None,

@@ -161,8 +161,7 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
 
     _, branches = study_space()
     trials = pd.read_csv(out / "search" / "trials.csv")
-    for row in trials.itertuples(index=False):
-        row = row._asdict()
+    for row in trials.to_dict("records"):
         present = {k.removeprefix("params_") for k, v in row.items()
                    if k.startswith("params_") and not pd.isna(v)}
         assert present == {"optimizer", *branches[row["params_optimizer"]]}
