@@ -108,6 +108,19 @@ def test_a_space_varying_the_hidden_size_is_refused_through_the_cli(tmp_path, ov
     assert not (tmp_path / "sweep" / "0").exists()  # refused before any job ran
 
 
+def test_the_study_config_is_not_taken_for_a_table_sweep():
+    from rnnexp.sweeps import sweep_paths
+
+    stems = [p.stem for p in sweep_paths()]
+    assert "fastest_convergence" not in stems and "q2ii_tuned" in stems
+
+
+def test_no_report_section_before_the_study_has_run(tmp_path):
+    from types import SimpleNamespace
+
+    assert study.render_report_section(SimpleNamespace(results=tmp_path)) == ""
+
+
 # ------------------------------------------------------------------------------ statistics
 def test_quantile_with_inf_matches_numpy_on_finite_values_and_is_inf_past_them():
     rng = np.random.default_rng(0)
