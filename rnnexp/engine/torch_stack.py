@@ -1,0 +1,270 @@
+"""Many CharRNNs (rnnexp.models.torch_rnn) trained as one stacked computation.
+
+A member is one CharRNN: one-hot -> nn.RNN(V, H, num_layers, tanh|relu) -> nn.Linear(H, V), h_0 = 0,
+cross-entropy averaged over the T positions. All members' parameters live in one flat buffer with
+the member axis LAST, (P, M), and every parameter is a contiguous view of it, e.g. weight_hh_l0 is
+(H, H, M). With the member axis last, every matrix-vector product of the model is a broadcast
+multiply and a sum over a small axis that vectorises across members, and the optimizer is a few
+elementwise ops over (P, M) with per-member hyperparameters of shape (M,).
+
+Gradients come from hand-written backpropagation through time (no autograd graph); they are checked
+against torch autograd and torch.optim in tests/test_torch_stack.py.
+
+Shapes: T steps, V vocabulary, H hidden, L layers, M active members.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnexp.engine import GroupSpec, MemberSpec
+from rnnexp.engine.stacked_optim import make_optimizer
+from rnnexp.models.torch_rnn import DTYPES
+
+
+class StackConfigError(ValueError):
+    """A group or member the stacked torch engine cannot train."""
+
+
+# ---- parameter layout -------------------------------------------------------------------------
+
+def parameter_shapes(vocab_size: int, hidden_size: int, num_layers: int, bias: bool) -> dict[str, tuple[int, ...]]:
+    """CharRNN.state_dict() keys and shapes, in nn.RNN's and nn.Linear's own parameter order."""
+    V, H = vocab_size, hidden_size
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        shapes[f"rnn.weight_ih_l{layer}"] = (H, V if layer == 0 else H)
+        shapes[f"rnn.weight_hh_l{layer}"] = (H, H)
+        if bias:
+            shapes[f"rnn.bias_ih_l{layer}"] = (H,)
+            shapes[f"rnn.bias_hh_l{layer}"] = (H,)
+    shapes["fc.weight"] = (V, H)
+    if bias:
+        shapes["fc.bias"] = (V,)
+    return shapes
+
+
+def flat_views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor]:
+    """flat (P, M) -> {name: contiguous view (*shape, M)}."""
+    views, offset = {}, 0
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        views[name] = flat[offset:offset + size].view(*shape, flat.shape[1])
+        offset += size
+    return views
+
+
+def default_init(seed: int, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> list[Tensor]:
+    """The float32 draws rnnexp.models.torch_rnn.build(seed=seed) makes, in the same order:
+    nn.RNN's uniform(+-1/sqrt(H)) for each of its parameters, then nn.Linear's kaiming_uniform_
+    weight and uniform(+-1/sqrt(fan_in)) bias, all from a generator seeded like torch.manual_seed."""
+    gen = torch.Generator().manual_seed(seed)
+    stdv = 1.0 / math.sqrt(hidden_size)
+    out = []
+    for name, shape in shapes.items():
+        w = torch.empty(shape, dtype=torch.float32)
+        if name.startswith("rnn."):
+            nn.init.uniform_(w, -stdv, stdv, generator=gen)
+        elif name == "fc.weight":
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=gen)
+        else:  # fc.bias: fan_in of fc.weight is H
+            nn.init.uniform_(w, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size), generator=gen)
+        out.append(w)
+    return out
+
+
+def initial_flat(seeds: list[int], shapes, hidden_size: int, dtype: torch.dtype, device) -> Tensor:
+    """(P, M) initial parameters, member j drawn from seeds[j] (float32, then cast, as build does)."""
+    columns = [torch.cat([w.reshape(-1) for w in default_init(s, shapes, hidden_size)]) for s in seeds]
+    return torch.stack(columns, dim=1).to(device=device, dtype=dtype)
+
+
+# ---- forward and backward ---------------------------------------------------------------------
+
+def matvec(W: Tensor, x: Tensor) -> Tensor:
+    """W (..., R, C, M), x (..., C, M) -> (..., R, M): per-member W @ x."""
+    return (W * x.unsqueeze(-3)).sum(-2)
+
+
+def matvec_t(W: Tensor, y: Tensor) -> Tensor:
+    """W (R, C, M), y (..., R, M) -> (..., C, M): per-member W^T @ y."""
+    return (W * y.unsqueeze(-2)).sum(-3)
+
+
+def outer_sum(a: Tensor, b: Tensor) -> Tensor:
+    """a (T, R, M), b (T, C, M) -> (R, C, M): per-member sum_t a_t b_t^T."""
+    return (a.unsqueeze(2) * b.unsqueeze(1)).sum(0)
+
+
+class StackedCharRNN:
+    """The math of M CharRNNs on one word: loss, spelled and exact gradients into a (P, M) buffer."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor, vocab_size: int, hidden_size: int,
+                 num_layers: int, nonlinearity: str, bias: bool, dtype: torch.dtype):
+        self.inputs, self.targets = inputs, targets  # (T,) long each
+        self.T, self.V, self.H, self.L = len(inputs), vocab_size, hidden_size, num_layers
+        self.relu, self.bias = nonlinearity == "relu", bias
+        self.shapes = parameter_shapes(vocab_size, hidden_size, num_layers, bias)
+        # (T, V, 1) one-hot targets / T: the gradient of the mean cross-entropy is softmax/T - this
+        self.target_grad = nn.functional.one_hot(targets, vocab_size).to(dtype).div_(self.T).unsqueeze(-1)
+        self.steps = torch.arange(self.T, device=inputs.device)
+
+    def activation(self, pre: Tensor, out: Tensor) -> Tensor:
+        return torch.clamp_min(pre, 0, out=out) if self.relu else torch.tanh(pre, out=out)
+
+    def activation_grad(self, h: Tensor) -> Tensor:
+        """d act / d pre from the activation's output h: 1 - h^2 (tanh) or h > 0 (relu)."""
+        return (h > 0).to(h.dtype) if self.relu else 1 - h * h
+
+    def layer_forward(self, p: dict[str, Tensor], layer: int, x: Tensor | None) -> Tensor:
+        """One RNN layer over all T steps -> hidden states (T, H, M). x: the layer below's (T, H, M),
+        or None for layer 0, whose one-hot input projection is a column gather of weight_ih."""
+        W_ih, W_hh = p[f"rnn.weight_ih_l{layer}"], p[f"rnn.weight_hh_l{layer}"]
+        if x is None:
+            pre = W_ih.transpose(0, 1)[self.inputs]  # (T, H, M): column inputs[t] of each W_ih
+        else:
+            pre = matvec(W_ih, x)  # (T, H, M)
+        if self.bias:
+            pre = pre + (p[f"rnn.bias_ih_l{layer}"] + p[f"rnn.bias_hh_l{layer}"])
+        hs = torch.empty_like(pre)
+        self.activation(pre[0], hs[0])  # h_0 = 0, so the first step has no recurrent term
+        for t in range(1, self.T):
+            self.activation(pre[t] + matvec(W_hh, hs[t - 1]), hs[t])
+        return hs
+
+    def forward(self, p: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
+        """-> hidden states of each layer [(T, H, M)] and logits (T, V, M)."""
+        layers, x = [], None
+        for layer in range(self.L):
+            x = self.layer_forward(p, layer, x)
+            layers.append(x)
+        logits = matvec(p["fc.weight"], x)  # (T, V, M)
+        if self.bias:
+            logits += p["fc.bias"]
+        return layers, logits
+
+    def loss_and_grad(self, p: dict[str, Tensor], g: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy (M,) and spelled (M,) bool of the parameters p; writes d loss / d p into
+        the gradient views g (same keys and shapes as p)."""
+        layers, logits = self.forward(p)
+        # log-softmax over V (axis 1) by hand: (T, V, M)
+        shifted = logits - logits.amax(1, keepdim=True)
+        exp = shifted.exp()
+        total = exp.sum(1, keepdim=True)  # (T, 1, M)
+        picked = shifted.gather(1, self.targets.view(-1, 1, 1).expand(-1, 1, shifted.shape[-1]))
+        loss = (total.log() - picked).mean((0, 1))  # (M,)
+        spelled = (logits.argmax(1) == self.targets.unsqueeze(-1)).all(0)
+        d_logits = exp.div_(total * self.T).sub_(self.target_grad)  # (T, V, M): (softmax - y) / T
+        self.backward(p, g, layers, d_logits)
+        return loss, spelled
+
+    def backward(self, p, g, layers: list[Tensor], d_logits: Tensor) -> None:
+        """Backpropagation through the output layer, then through time, layer by layer from the top."""
+        top = layers[-1]
+        torch.sum(d_logits.unsqueeze(2) * top.unsqueeze(1), 0, out=g["fc.weight"])  # (V, H, M)
+        if self.bias:
+            torch.sum(d_logits, 0, out=g["fc.bias"])
+        d_out = matvec_t(p["fc.weight"], d_logits)  # (T, H, M): d loss / d outputs of the top layer
+        for layer in reversed(range(self.L)):
+            d_out = self.layer_backward(p, g, layer, layers, d_out)
+
+    def layer_backward(self, p, g, layer: int, layers: list[Tensor], d_out: Tensor) -> Tensor | None:
+        """d_out (T, H, M) -> writes this layer's gradients; returns d loss / d its input (T, H, M)
+        for the layer below (None for layer 0, whose input is data)."""
+        hs, W_hh = layers[layer], p[f"rnn.weight_hh_l{layer}"]
+        act_grad = self.activation_grad(hs)  # (T, H, M)
+        d_pre = torch.empty_like(hs)  # d loss / d pre-activation
+        torch.mul(d_out[-1], act_grad[-1], out=d_pre[-1])
+        for t in range(self.T - 2, -1, -1):
+            torch.mul(d_out[t] + matvec_t(W_hh, d_pre[t + 1]), act_grad[t], out=d_pre[t])
+        torch.sum(d_pre[1:].unsqueeze(2) * hs[:-1].unsqueeze(1), 0, out=g[f"rnn.weight_hh_l{layer}"])
+        if self.bias:
+            torch.sum(d_pre, 0, out=g[f"rnn.bias_ih_l{layer}"])
+            g[f"rnn.bias_hh_l{layer}"].copy_(g[f"rnn.bias_ih_l{layer}"])
+        g_ih = g[f"rnn.weight_ih_l{layer}"]
+        if layer == 0:  # scatter-add each step's d_pre into the column of its input character
+            g_ih.zero_().index_add_(1, self.inputs, d_pre.transpose(0, 1))
+            return None
+        x = layers[layer - 1]
+        torch.sum(d_pre.unsqueeze(2) * x.unsqueeze(1), 0, out=g_ih)  # (H, H, M)
+        return matvec_t(p[f"rnn.weight_ih_l{layer}"], d_pre)
+
+
+# ---- the engine -------------------------------------------------------------------------------
+
+def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
+    if group.model != "torch_rnn":
+        raise StackConfigError(f"model={group.model!r}: the torch stack engine trains torch_rnn only")
+    if group.dtype not in DTYPES:
+        raise StackConfigError(f"dtype={group.dtype!r} must be one of {', '.join(DTYPES)}")
+    if not members:
+        raise StackConfigError("members: at least one member is needed")
+    if group.hidden_size < 1:
+        raise StackConfigError(f"hidden_size={group.hidden_size!r} must be >= 1")
+    if len(group.inputs) != len(group.targets) or len(group.inputs) < 1:
+        raise StackConfigError(f"inputs/targets must be equally long and non-empty, got {len(group.inputs)} "
+                               f"and {len(group.targets)}")
+    bad = [i for i in (*group.inputs, *group.targets) if not 0 <= i < group.vocab_size]
+    if bad:
+        raise StackConfigError(f"character index {bad[0]} is outside vocab_size={group.vocab_size}")
+    known = {"num_layers", "nonlinearity"}
+    for key, _ in group.model_args:
+        if key not in known:
+            raise StackConfigError(f"model_args: unknown key {key!r} for torch_rnn (known: {', '.join(sorted(known))})")
+    layers = group.model_arg("num_layers", 1)
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise StackConfigError(f"num_layers={layers!r} must be an integer >= 1")
+    if group.model_arg("nonlinearity", "tanh") not in ("tanh", "relu"):
+        raise StackConfigError(f"nonlinearity={group.model_arg('nonlinearity')!r} must be tanh or relu")
+
+
+class TorchStackEngine:
+    """The Engine (rnnexp.engine) for model torch_rnn: every member's CharRNN trained in one batch."""
+
+    def __init__(self, group: GroupSpec, members: list[MemberSpec]):
+        _check_group(group, members)
+        self.group = group
+        self.dtype, self.device = DTYPES[group.dtype], torch.device(group.device)
+        long = dict(dtype=torch.long, device=self.device)
+        self.model = StackedCharRNN(
+            torch.tensor(group.inputs, **long), torch.tensor(group.targets, **long), group.vocab_size,
+            group.hidden_size, group.model_arg("num_layers", 1), group.model_arg("nonlinearity", "tanh"),
+            group.bias, self.dtype)
+        self.shapes = self.model.shapes
+        self._set_params(initial_flat([m.seed for m in members], self.shapes, group.hidden_size,
+                                      self.dtype, self.device))
+        self.optimizer = make_optimizer(group.optimizer, [m.hparams for m in members], dict(group.flags),
+                                        dtype=self.dtype, device=self.device)
+
+    def _set_params(self, flat: Tensor) -> None:
+        self.flat = flat  # (P, M)
+        self.grad = torch.empty_like(flat)
+        self.params, self.grads = flat_views(flat, self.shapes), flat_views(self.grad, self.shapes)
+
+    @property
+    def num_members(self) -> int:
+        return self.flat.shape[1]
+
+    @torch.no_grad()
+    def step(self) -> tuple[np.ndarray, np.ndarray]:
+        loss, spelled = self.model.loss_and_grad(self.params, self.grads)
+        self.optimizer.step(self.flat, self.grad)
+        return loss.to("cpu", torch.float64).numpy(), spelled.cpu().numpy()
+
+    def keep(self, mask: np.ndarray) -> None:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (self.num_members,):
+            raise StackConfigError(f"keep: mask must be a bool array of shape ({self.num_members},), "
+                                   f"got {mask.dtype} {mask.shape}")
+        index = torch.as_tensor(np.flatnonzero(mask), dtype=torch.long, device=self.device)
+        self._set_params(self.flat[:, index].contiguous())
+        self.optimizer.keep(index)
+
+    def export(self, i: int) -> dict[str, np.ndarray]:
+        if not -self.num_members <= i < self.num_members:
+            raise IndexError(f"export: member {i} out of range for {self.num_members} active members")
+        return {name: view[..., i].to("cpu", torch.float64).numpy().copy()
+                for name, view in self.params.items()}
