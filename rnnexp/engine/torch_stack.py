@@ -85,18 +85,39 @@ def initial_flat(seeds: list[int], shapes, hidden_size: int, dtype: torch.dtype,
 # ---- forward and backward ---------------------------------------------------------------------
 
 def matvec(W: Tensor, x: Tensor) -> Tensor:
-    """W (..., R, C, M), x (..., C, M) -> (..., R, M): per-member W @ x."""
+    """W (R, C, M), x (..., C, M) -> (..., R, M): per-member W @ x, as one broadcast product summed
+    over C (fastest for the small (H, M) vectors of the recurrence)."""
     return (W * x.unsqueeze(-3)).sum(-2)
 
 
 def matvec_t(W: Tensor, y: Tensor) -> Tensor:
-    """W (R, C, M), y (..., R, M) -> (..., C, M): per-member W^T @ y."""
+    """W (R, C, M), y (R, M) -> (C, M): per-member W^T @ y."""
     return (W * y.unsqueeze(-2)).sum(-3)
 
 
-def outer_sum(a: Tensor, b: Tensor) -> Tensor:
-    """a (T, R, M), b (T, C, M) -> (R, C, M): per-member sum_t a_t b_t^T."""
-    return (a.unsqueeze(2) * b.unsqueeze(1)).sum(0)
+def matvec_steps(W: Tensor, x: Tensor) -> Tensor:
+    """W (R, C, M), x (T, C, M) -> (T, R, M): W @ x_t for every step, accumulated column by column
+    so that no (T, R, C, M) temporary is built (it would not fit in cache at large M)."""
+    out = W[:, 0] * x[:, 0].unsqueeze(1)
+    for c in range(1, W.shape[1]):
+        out.addcmul_(W[:, c], x[:, c].unsqueeze(1))
+    return out
+
+
+def matvec_t_steps(W: Tensor, y: Tensor) -> Tensor:
+    """W (R, C, M), y (T, R, M) -> (T, C, M): W^T @ y_t for every step, row by row."""
+    out = W[0] * y[:, 0].unsqueeze(1)
+    for r in range(1, W.shape[0]):
+        out.addcmul_(W[r], y[:, r].unsqueeze(1))
+    return out
+
+
+def outer_sum(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
+    """a (T, R, M), b (T, C, M) -> out (R, C, M) = per-member sum_t a_t b_t^T, step by step."""
+    torch.mul(a[0].unsqueeze(1), b[0].unsqueeze(0), out=out)
+    for t in range(1, a.shape[0]):
+        out.addcmul_(a[t].unsqueeze(1), b[t].unsqueeze(0))
+    return out
 
 
 class StackedCharRNN:
@@ -110,7 +131,8 @@ class StackedCharRNN:
         self.shapes = parameter_shapes(vocab_size, hidden_size, num_layers, bias)
         # (T, V, 1) one-hot targets / T: the gradient of the mean cross-entropy is softmax/T - this
         self.target_grad = nn.functional.one_hot(targets, vocab_size).to(dtype).div_(self.T).unsqueeze(-1)
-        self.steps = torch.arange(self.T, device=inputs.device)
+        # (T, V, 1) True where v is not before targets[t]: masks out all but the earlier logits
+        self.not_earlier = (torch.arange(vocab_size, device=inputs.device) >= targets.unsqueeze(1)).unsqueeze(-1)
 
     def activation(self, pre: Tensor, out: Tensor) -> Tensor:
         return torch.clamp_min(pre, 0, out=out) if self.relu else torch.tanh(pre, out=out)
@@ -126,7 +148,7 @@ class StackedCharRNN:
         if x is None:
             pre = W_ih.transpose(0, 1)[self.inputs]  # (T, H, M): column inputs[t] of each W_ih
         else:
-            pre = matvec(W_ih, x)  # (T, H, M)
+            pre = matvec_steps(W_ih, x)  # (T, H, M)
         if self.bias:
             pre = pre + (p[f"rnn.bias_ih_l{layer}"] + p[f"rnn.bias_hh_l{layer}"])
         hs = torch.empty_like(pre)
@@ -141,7 +163,7 @@ class StackedCharRNN:
         for layer in range(self.L):
             x = self.layer_forward(p, layer, x)
             layers.append(x)
-        logits = matvec(p["fc.weight"], x)  # (T, V, M)
+        logits = matvec_steps(p["fc.weight"], x)  # (T, V, M)
         if self.bias:
             logits += p["fc.bias"]
         return layers, logits
@@ -156,18 +178,25 @@ class StackedCharRNN:
         total = exp.sum(1, keepdim=True)  # (T, 1, M)
         picked = shifted.gather(1, self.targets.view(-1, 1, 1).expand(-1, 1, shifted.shape[-1]))
         loss = (total.log() - picked).mean((0, 1))  # (M,)
-        spelled = (logits.argmax(1) == self.targets.unsqueeze(-1)).all(0)
+        spelled = self.spelled(shifted, picked)
         d_logits = exp.div_(total * self.T).sub_(self.target_grad)  # (T, V, M): (softmax - y) / T
         self.backward(p, g, layers, d_logits)
         return loss, spelled
 
+    def spelled(self, shifted: Tensor, picked: Tensor) -> Tensor:
+        """(M,) bool: argmax_v logits[t] == targets[t] for every t, with argmax's first-index tie rule.
+        The target is the argmax when its shifted logit is 0 (the max) and every earlier logit is
+        below it; comparing is much cheaper than argmax over the middle axis."""
+        earlier_max = shifted.masked_fill(self.not_earlier, -math.inf).amax(1)  # (T, M)
+        return ((picked.squeeze(1) == 0) & (earlier_max < 0)).all(0)
+
     def backward(self, p, g, layers: list[Tensor], d_logits: Tensor) -> None:
         """Backpropagation through the output layer, then through time, layer by layer from the top."""
         top = layers[-1]
-        torch.sum(d_logits.unsqueeze(2) * top.unsqueeze(1), 0, out=g["fc.weight"])  # (V, H, M)
+        outer_sum(d_logits, top, out=g["fc.weight"])  # (V, H, M)
         if self.bias:
             torch.sum(d_logits, 0, out=g["fc.bias"])
-        d_out = matvec_t(p["fc.weight"], d_logits)  # (T, H, M): d loss / d outputs of the top layer
+        d_out = matvec_t_steps(p["fc.weight"], d_logits)  # (T, H, M): d loss / d outputs of the top layer
         for layer in reversed(range(self.L)):
             d_out = self.layer_backward(p, g, layer, layers, d_out)
 
@@ -180,7 +209,7 @@ class StackedCharRNN:
         torch.mul(d_out[-1], act_grad[-1], out=d_pre[-1])
         for t in range(self.T - 2, -1, -1):
             torch.mul(d_out[t] + matvec_t(W_hh, d_pre[t + 1]), act_grad[t], out=d_pre[t])
-        torch.sum(d_pre[1:].unsqueeze(2) * hs[:-1].unsqueeze(1), 0, out=g[f"rnn.weight_hh_l{layer}"])
+        outer_sum(d_pre[1:], hs[:-1], out=g[f"rnn.weight_hh_l{layer}"])
         if self.bias:
             torch.sum(d_pre, 0, out=g[f"rnn.bias_ih_l{layer}"])
             g[f"rnn.bias_hh_l{layer}"].copy_(g[f"rnn.bias_ih_l{layer}"])
@@ -189,8 +218,8 @@ class StackedCharRNN:
             g_ih.zero_().index_add_(1, self.inputs, d_pre.transpose(0, 1))
             return None
         x = layers[layer - 1]
-        torch.sum(d_pre.unsqueeze(2) * x.unsqueeze(1), 0, out=g_ih)  # (H, H, M)
-        return matvec_t(p[f"rnn.weight_ih_l{layer}"], d_pre)
+        outer_sum(d_pre, x, out=g_ih)  # (H, H, M)
+        return matvec_t_steps(p[f"rnn.weight_ih_l{layer}"], d_pre)
 
 
 # ---- the engine -------------------------------------------------------------------------------
