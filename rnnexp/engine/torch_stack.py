@@ -14,6 +14,9 @@ Shapes: T steps, V vocabulary, H hidden, L layers, M active members.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -57,29 +60,29 @@ def flat_views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Te
     return views
 
 
-def default_init(seed: int, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> list[Tensor]:
-    """The float32 draws rnnexp.models.torch_rnn.build(seed=seed) makes, in the same order:
-    nn.RNN's uniform(+-1/sqrt(H)) for each of its parameters, then nn.Linear's kaiming_uniform_
-    weight and uniform(+-1/sqrt(fan_in)) bias, all from a generator seeded like torch.manual_seed."""
-    gen = torch.Generator().manual_seed(seed)
+def init_bounds(shapes: dict[str, tuple[int, ...]], hidden_size: int) -> list[float]:
+    """The half-width of PyTorch's default uniform init for each parameter: nn.RNN draws every
+    parameter from U(+-1/sqrt(H)); nn.Linear draws its weight with kaiming_uniform_(a=sqrt(5)) and
+    its bias from U(+-1/sqrt(fan_in)), fan_in = H. Computed with torch.nn.init's own expressions so
+    that the bounds are bit-identical."""
     stdv = 1.0 / math.sqrt(hidden_size)
-    out = []
-    for name, shape in shapes.items():
-        w = torch.empty(shape, dtype=torch.float32)
-        if name.startswith("rnn."):
-            nn.init.uniform_(w, -stdv, stdv, generator=gen)
-        elif name == "fc.weight":
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=gen)
-        else:  # fc.bias: fan_in of fc.weight is H
-            nn.init.uniform_(w, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size), generator=gen)
-        out.append(w)
-    return out
+    kaiming = math.sqrt(3.0) * (nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(hidden_size))
+    return [kaiming if name == "fc.weight" else stdv for name in shapes]
 
 
-def initial_flat(seeds: list[int], shapes, hidden_size: int, dtype: torch.dtype, device) -> Tensor:
-    """(P, M) initial parameters, member j drawn from seeds[j] (float32, then cast, as build does)."""
-    columns = [torch.cat([w.reshape(-1) for w in default_init(s, shapes, hidden_size)]) for s in seeds]
-    return torch.stack(columns, dim=1).to(device=device, dtype=dtype)
+def initial_flat(seeds: list[int], shapes: dict[str, tuple[int, ...]], hidden_size: int,
+                 dtype: torch.dtype, device) -> Tensor:
+    """(P, M) initial parameters: member j gets exactly what rnnexp.models.torch_rnn.build(seed=
+    seeds[j]) draws, i.e. one uniform_ per parameter in nn.RNN's then nn.Linear's order from a
+    generator seeded like torch.manual_seed, in float32, then cast."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    bounds = init_bounds(shapes, hidden_size)
+    rows = torch.empty(len(seeds), sum(sizes), dtype=torch.float32)  # (M, P): one member per row
+    for j, seed in enumerate(seeds):
+        gen = torch.Generator().manual_seed(seed)
+        for chunk, bound in zip(rows[j].split(sizes), bounds):
+            chunk.uniform_(-bound, bound, generator=gen)
+    return rows.t().to(device=device, dtype=dtype).contiguous()
 
 
 # ---- forward and backward ---------------------------------------------------------------------
@@ -224,6 +227,22 @@ class StackedCharRNN:
 
 # ---- the engine -------------------------------------------------------------------------------
 
+@functools.cache
+def keep_freed_memory_for_reuse() -> bool:
+    """PyTorch's CPU tensors come from plain malloc, and glibc returns every freed block above
+    128 KiB to the OS, so each of a step's ~100 temporaries ((T, V, M), (P, M), ...) is page-faulted
+    in again on the next step: about 40% of a step at M = 1024. Raising glibc's mmap and trim
+    thresholds (once per process) lets freed blocks be reused instead. No-op off glibc."""
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 512 << 20))
+
+
 def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
     if group.model != "torch_rnn":
         raise StackConfigError(f"model={group.model!r}: the torch stack engine trains torch_rnn only")
@@ -255,6 +274,8 @@ class TorchStackEngine:
 
     def __init__(self, group: GroupSpec, members: list[MemberSpec]):
         _check_group(group, members)
+        if group.device == "cpu":
+            keep_freed_memory_for_reuse()
         self.group = group
         self.dtype, self.device = DTYPES[group.dtype], torch.device(group.device)
         long = dict(dtype=torch.long, device=self.device)
