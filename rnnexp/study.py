@@ -166,6 +166,7 @@ def write_search_results(study_obj, out: Path) -> None:
     from hydra_plugins.rnnexp_optuna_sweeper._results import write_results
 
     write_results(study_obj, out, [OBJECTIVE_NAME])
+    relative_job_dirs(out / "trials.csv", out.parent.parent)
     if study_obj.best_trial is None:
         return
     from optuna.visualization import matplotlib as ovm
@@ -185,6 +186,18 @@ def write_search_results(study_obj, out: Path) -> None:
     fig.set_size_inches(3.4 * len(params), 4.2)
     fig.suptitle(f"Slice plot: the {len(same.trials)} {best['optimizer']} trials")
     _save(fig, out / "slice.png")
+
+
+def relative_job_dirs(trials_csv: Path, results: Path) -> None:
+    """trials.csv with each trial's run dirs relative to the results dir, as committed."""
+    import ast
+
+    trials = pd.read_csv(trials_csv)
+    if "user_attrs_job_dirs" in trials:
+        trials["user_attrs_job_dirs"] = [
+            [os.path.relpath(d, results) for d in ast.literal_eval(v)] if isinstance(v, str) else v
+            for v in trials.user_attrs_job_dirs]
+        trials.to_csv(trials_csv, index=False)
 
 
 def optuna_subset(study_obj, optimizer: str):
@@ -248,13 +261,27 @@ def run_study(results: Path, budget: Budget = FULL, launcher: Optional[str] = No
 
 
 def trials_span_s(results: Path, name: str) -> float:
-    """Seconds from the study's first trial start to its last trial end: the search's own wall
-    time, which a resumed run (that trains nothing new) does not reset."""
-    trials = [t for t in open_study(results, name).trials if t.datetime_complete is not None]
-    if not trials:
-        return 0.0
-    first = min(t.datetime_start for t in trials)
-    return round((max(t.datetime_complete for t in trials) - first).total_seconds(), 1)
+    """Seconds during which the study had a trial running (the union of the trials' start-to-end
+    intervals): the search's own wall time, which neither a resumed run that trains nothing nor
+    the pause before a resume changes."""
+    intervals = sorted((t.datetime_start, t.datetime_complete) for t in open_study(results, name).trials
+                       if t.datetime_start is not None and t.datetime_complete is not None)
+    return round(busy_seconds(intervals), 1)
+
+
+def busy_seconds(intervals: Sequence[tuple]) -> float:
+    """Length of the union of sorted (start, end) datetime intervals, in seconds."""
+    total, current = 0.0, None
+    for start, end in intervals:
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end))
+            continue
+        if current is not None:
+            total += (current[1] - current[0]).total_seconds()
+        current = (start, end)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds()
+    return total
 
 
 # ------------------------------------------------------------------------------ 2. validation
@@ -575,6 +602,12 @@ def sampler_lines(s: pd.DataFrame) -> list[str]:
         f"![sampler comparison]({STUDY_SUBDIR}/sampler_comparison.png)",
         "",
     ]
+
+
+def render_report_section(ctx) -> str:
+    """REPORT.md's section (registered in rnnexp.report); empty until the study has run."""
+    done = (Path(ctx.results) / STUDY_SUBDIR / "study.yaml").exists()
+    return report_section(ctx.results) if done else ""
 
 
 # ------------------------------------------------------------------------------ rnnexp-reproduce

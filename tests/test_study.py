@@ -145,6 +145,17 @@ def test_best_so_far_ignores_failed_trials():
     assert curve.tolist() == [math.inf, 120, 120, 80, 80, 60]
 
 
+def test_busy_seconds_is_the_union_of_trial_intervals():
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    # two overlapping trials of one batch, a pause (a resume later), one more trial
+    intervals = [(at(0), at(10)), (at(2), at(12)), (at(1000), at(1005))]
+    assert study.busy_seconds(intervals) == 17
+    assert study.busy_seconds([]) == 0
+
+
 def test_param_overrides_put_the_optimizer_group_first():
     lines = study.param_overrides({"optimizer.lr": 0.1, "optimizer": "adam",
                                    "optimizer.amsgrad": True, "optimizer.betas.0": 0.5})
