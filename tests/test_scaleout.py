@@ -87,6 +87,7 @@ def start_worker(tmp_path: Path, storage: str, study: str, *overrides: str) -> s
            f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={study}",
            f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, *overrides]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["OMP_NUM_THREADS"] = "1"  # processes that share the cores: one compute thread each
     log = open(tmp_path / f"worker-{secrets.token_hex(3)}.log", "w")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                             text=True)

@@ -160,6 +160,7 @@ class OptunaSweeperImpl(Sweeper):
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
                  max(needed, 0), n_trials)
         failed = 0
+        stopped = True  # by an error: write what the study has
         try:
             while (trials := self._ask_batch(study, n_trials)) is not None:
                 if not trials:
@@ -173,9 +174,20 @@ class OptunaSweeperImpl(Sweeper):
                         f" of {needed}; study {study.study_name!r} stopped (see fail_reason in"
                         f" {sweep_dir / 'trials.csv'})"
                     )
+            stopped = False
         finally:
-            self._write_results(study, sweep_dir)
+            if stopped or not self._others_still_run(study):
+                self._write_results(study, sweep_dir)
         return study
+
+    def _others_still_run(self, study: optuna.Study) -> bool:
+        """Trials of other workers still running: the last worker to finish writes the results
+        (writing them takes seconds, and each worker would write the same files)."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            log.info("Trials %s still run in other workers; the last of them writes the study's "
+                     "results", [t.number for t in running])
+        return bool(running)
 
     def _ask_batch(self, study: optuna.Study, n_trials: int) -> list[optuna.Trial] | None:
         """Up to n_jobs trials that the study still misses, counted afresh from the storage;
