@@ -1,0 +1,149 @@
+"""Speed of the stacked torch engine against the plain single-model loop, measured in one run.
+
+Workload: the report's Q2(ii) trial, CharRNN hidden 5 on "edgement" (T = 7, V = 6), RMSprop, M
+members with mixed learning rates. For each dtype and M it prints
+  epoch     µs per member-epoch in steady state (best of several timed blocks: the machine is shared),
+            wall clock and CPU time of all threads
+  trial     µs per member-epoch of a whole trial, engine construction + 100 epochs (best of 3)
+  peak MiB  the process's peak resident memory above the baseline after imports
+and the plain loop (build + torch.optim.RMSprop + CrossEntropyLoss, one member) as the reference,
+with the speed-up ratio (wall clock, steady state) of the engine over it. Each configuration runs in a fresh subprocess so that
+peak memory is its own.
+
+    python benchmarks/engine_bench.py [--sizes 1 16 256 1024 4096] [--dtypes float64 float32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+WORD, HIDDEN, EPOCHS = "edgement", 5, 100
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def best_seconds(fn, repeats: int, blocks: int = 15) -> tuple[float, float]:
+    """Wall and CPU seconds of one call in the fastest of `blocks` blocks of `repeats` calls each.
+    CPU time (all threads) is the steadier figure while other processes share the cores."""
+    best = (float("inf"), float("inf"))
+    for _ in range(blocks):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            fn()
+        best = min(best, ((time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats))
+    return best
+
+
+def measure_stacked(members: int, dtype: str) -> dict:
+    from rnnexp.data import make_example
+    from rnnexp.engine import GroupSpec, MemberSpec
+    from rnnexp.engine.torch_stack import TorchStackEngine
+
+    example = make_example(WORD)
+    group = GroupSpec(model="torch_rnn", vocab_size=len(example.vocab), inputs=tuple(example.inputs.tolist()),
+                      targets=tuple(example.targets.tolist()), hidden_size=HIDDEN, bias=True,
+                      optimizer="rmsprop", dtype=dtype)
+    specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18)) for seed in range(members)]
+    base = peak_rss_mib()
+
+    def trial():
+        engine = TorchStackEngine(group, specs)
+        for _ in range(EPOCHS):
+            engine.step()
+        return engine
+
+    engine = trial()  # warm-up, and the engine whose steady-state epochs are timed below
+    trial_time, _ = best_seconds(trial, repeats=1, blocks=3)
+    epoch, epoch_cpu = best_seconds(engine.step, repeats=max(1, min(20, 4096 // members)))
+    return {"epoch_us": epoch / members * 1e6, "epoch_cpu_us": epoch_cpu / members * 1e6,
+            "trial_us": trial_time / (members * EPOCHS) * 1e6,
+            "peak_mib": peak_rss_mib() - base}
+
+
+def measure_plain(dtype: str) -> dict:
+    import torch
+    from torch import nn
+
+    from rnnexp.data import make_example
+    from rnnexp.models.torch_rnn import build
+
+    example = make_example(WORD)
+    inputs, targets = torch.tensor(example.inputs), torch.tensor(example.targets)
+    criterion = nn.CrossEntropyLoss()
+
+    def trial():
+        model = build(len(example.vocab), HIDDEN, seed=0, dtype=dtype)
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=0.4, alpha=0.5, eps=1e-18)
+
+        def epoch():
+            optimizer.zero_grad()
+            loss = criterion(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+        return epoch
+
+    def whole_trial():
+        epoch = trial()
+        for _ in range(EPOCHS):
+            epoch()
+        return epoch
+
+    base = peak_rss_mib()
+    epoch = whole_trial()  # warm-up
+    trial_time, _ = best_seconds(whole_trial, repeats=1, blocks=3)
+    wall, cpu = best_seconds(epoch, repeats=20)
+    return {"epoch_us": wall * 1e6, "epoch_cpu_us": cpu * 1e6, "trial_us": trial_time / EPOCHS * 1e6,
+            "peak_mib": peak_rss_mib() - base}
+
+
+def run_one(kind: str, members: int, dtype: str, threads: int) -> dict:
+    """Runs one measurement in a fresh interpreter and returns its figures."""
+    command = [sys.executable, __file__, "--one", kind, str(members), dtype, "--threads", str(threads)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024, 4096])
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch threads (default: the CPUs this process may use)")
+    parser.add_argument("--one", nargs=3, metavar=("KIND", "M", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.one:
+        kind, members, dtype = args.one
+        result = measure_plain(dtype) if kind == "plain" else measure_stacked(int(members), dtype)
+        print(json.dumps(result))
+        return
+
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(f"workload: hidden {HIDDEN}, {WORD!r}, RMSprop, {EPOCHS}-epoch trials\n")
+    print(f"{'':25} {'µs per member-epoch':^34}")
+    print(f"{'dtype':8} {'engine':10} {'M':>5} {'epoch':>10} {'epoch CPU':>10} {'trial':>12} {'speed-up':>9} {'peak MiB':>9}")
+    for dtype in args.dtypes:
+        plain = run_one("plain", 1, dtype, args.threads)
+        print(f"{dtype:8} {'plain loop':10} {1:5d} {plain['epoch_us']:10.1f} {plain['epoch_cpu_us']:10.1f} "
+              f"{plain['trial_us']:12.1f} {1.0:9.1f} {plain['peak_mib']:9.1f}")
+        for members in args.sizes:
+            r = run_one("stacked", members, dtype, args.threads)
+            print(f"{dtype:8} {'stacked':10} {members:5d} {r['epoch_us']:10.2f} {r['epoch_cpu_us']:10.2f} "
+                  f"{r['trial_us']:12.2f} {plain['epoch_us'] / r['epoch_us']:9.1f} {r['peak_mib']:9.1f}", flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f} (timings on a shared machine vary with it)")
+
+
+if __name__ == "__main__":
+    main()
