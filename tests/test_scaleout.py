@@ -234,3 +234,45 @@ def test_submitit_local_launcher_writes_run_dirs(tmp_path):
     study = load(journal, "sl")
     assert len(study.get_trials(states=FINISHED)) == 2
     assert_run_dirs(study)
+
+
+# ------------------------------------------------------------------------------ pieces
+def test_worker_liveness_by_pid_and_host():
+    from hydra_plugins.rnnexp_optuna_sweeper._workers import this_worker, worker_is_gone
+
+    me = this_worker()
+    assert worker_is_gone(me) is False
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # exited and reaped: its pid is gone
+    assert worker_is_gone({**me, "pid": child.pid}) is True
+    assert worker_is_gone({**me, "host": me["host"] + "-elsewhere"}) is None
+
+
+def test_a_sweep_dir_serves_one_study(tmp_path):
+    from hydra_plugins.rnnexp_optuna_sweeper._core import SweeperConfigError, claim_sweep_dir
+
+    claim_sweep_dir(tmp_path, "a")
+    claim_sweep_dir(tmp_path, "a")  # another worker of the same study
+    with pytest.raises(SweeperConfigError, match="holds the job dirs of study 'a'"):
+        claim_sweep_dir(tmp_path, "b")
+
+
+def test_trials_past_the_total_are_the_highest_numbered(tmp_path):
+    from hydra_plugins.rnnexp_optuna_sweeper._workers import beyond_total
+
+    study = optuna.create_study()
+    done = [study.ask() for _ in range(3)]
+    study.tell(done[0], 1.0)
+    late = [study.ask() for _ in range(2)]  # two workers asked at once for the last free slot
+    assert [t.number for t in beyond_total(study, done + late, 4)] == [4]
+
+
+@pytest.mark.parametrize("key, value", [("heartbeat_interval", 0), ("grace_period", -1),
+                                        ("max_retry", -1)])
+def test_bad_heartbeat_settings_name_their_key(tmp_path, key, value):
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "rnnexp-train"), "-m", "hydra/sweeper=optuna",
+         f"hydra.sweeper.{key}={value}", f"hydra.sweep.dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"hydra.sweeper.{key}={value}" in proc.stderr.strip().splitlines()[-1]
