@@ -1,0 +1,222 @@
+"""launch(): compose every job, write its .hydra files, group compatible jobs, train each group as
+one batch through rnnexp.train.train_group, write each job's run files, return one JobReturn per
+job in order.
+
+A job whose config cannot be composed or does not validate fails alone (status FAILED, the
+exception as its return value); so does a batch whose engine raises, without touching the other
+batches. A member that diverges or is pruned stops alone inside its batch (the training loop does
+that) and completes with that status in its metrics, as a single run would.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, setup_globals
+from omegaconf import DictConfig, OmegaConf
+
+from ._compose import Job, JobComposer
+
+log = logging.getLogger(__name__)
+
+
+class ValidatingLoader:
+    """The multirun's config loader, except that `load_sweep_config` for the launcher's master
+    config composes the job through the launcher's JobComposer and keeps it for the launch.
+
+    Sweepers call load_sweep_config on every job of a batch only to check that it composes; this
+    raises what Hydra's compose raises (from the same override parser and override application)
+    and returns the job's run config without the hydra node, which is what makes the check cheap.
+    """
+
+    def __init__(self, loader, composer: JobComposer):
+        self._loader = loader
+        self._composer = composer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        if master_config is not self._composer.master:
+            return self._loader.load_sweep_config(master_config, sweep_overrides)
+        prepared = self._composer.prepare(sweep_overrides, keep=True)
+        if prepared.cfg is None:  # a job only Hydra itself composes: check it the usual way
+            return self._loader.load_sweep_config(master_config, sweep_overrides)
+        return prepared.cfg
+
+
+class BatchedJobReturn(JobReturn):
+    """A JobReturn whose hydra_cfg is made on first use (a DictConfig of the whole hydra node
+    costs milliseconds a job; sweepers seldom read it)."""
+
+    def __init__(self, hydra_node: Optional[dict] = None, **kwargs: Any) -> None:
+        self._hydra_node = hydra_node
+        self._hydra_cfg: Optional[DictConfig] = None
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> Optional[DictConfig]:
+        if self._hydra_cfg is None and self._hydra_node is not None:
+            self._hydra_cfg = OmegaConf.create({"hydra": self._hydra_node})
+        return self._hydra_cfg
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
+        self._hydra_cfg = value
+
+
+# ---------------------------------------------------------------------------- one job's pieces
+
+def write_hydra_files(job: Job) -> None:
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml, as run_job writes them."""
+    subdir = job.hydra.get("output_subdir")
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    if subdir is None:
+        return
+    out = job.output_dir / str(subdir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("config.yaml", job.config_text()), ("hydra.yaml", job.hydra_text()),
+                       ("overrides.yaml", job.overrides_text())):
+        with open(out / name, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def apply_launcher_defaults(job: Job, device: Optional[str], dtype: Optional[str]) -> None:
+    """The launcher's device / dtype, for jobs whose own overrides do not set them."""
+    named = {line.lstrip("+~").split("=", 1)[0] for line in job.task_overrides}
+    for key, value in (("device", device), ("dtype", dtype)):
+        if value is not None and key not in named:
+            job.cfg[key] = value
+
+
+def _returned(job: Optional[Job], overrides: Sequence[str], status: JobStatus,
+              value: Any) -> JobReturn:
+    ret = BatchedJobReturn(
+        hydra_node=job.hydra if job is not None else None,
+        overrides=list(job.task_overrides) if job is not None else list(overrides),
+        cfg=job.cfg if job is not None else None, working_dir=os.getcwd(),
+        task_name=JobRuntime.instance().get("name"), status=status)
+    ret.return_value = value
+    return ret
+
+
+def _engine_class(path: Optional[str]):
+    if path is None:
+        return None
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"hydra.launcher.engine: cannot import {path!r} ({e})") from None
+
+
+class _Echo:
+    """Per-job lines as rnnexp-train prints them, unless a progress bar is shown."""
+
+    def __init__(self, progress: bool, total: int):
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="job", file=sys.stderr, dynamic_ncols=True)
+
+    def done(self, line: str, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+        else:
+            print(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------- the launch
+
+def _chunks(items: list, size: Optional[int]):
+    size = size or len(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
+                   initial_job_idx: int) -> list[JobReturn]:
+    from rnnexp.artifacts import read_done
+    from rnnexp.cli import summary_line
+    from rnnexp.config import validate
+    from rnnexp.hooks import hook_for
+    from rnnexp.train import group_spec, save_result, train_group
+
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    engine_cls = _engine_class(launcher.engine)
+    n = len(job_overrides)
+    returns: list[Optional[JobReturn]] = [None] * n
+    jobs: list[Optional[Job]] = [None] * n
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    echo = _Echo(launcher.progress, n)
+
+    def fail(i: int, err: Exception) -> None:
+        returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.FAILED, err)
+        echo.done(f"#{initial_job_idx + i} failed: {err}")
+
+    def complete(i: int, metrics: dict, line: str) -> None:
+        returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.COMPLETED, metrics)
+        echo.done(line)
+
+    for i, overrides in enumerate(job_overrides):
+        try:
+            job = jobs[i] = launcher.composer.job(overrides, initial_job_idx + i)
+            apply_launcher_defaults(job, launcher.device, launcher.dtype)
+            write_hydra_files(job)
+            cfg = job.cfg
+            if cfg.train.skip_done and (done := read_done(job.output_dir)) is not None:
+                complete(i, done, f"{job.output_dir}: done before, skipped")
+                continue
+            word = validate(cfg)
+            groups[(group_spec(cfg, word), int(cfg.train.epochs))].append(i)
+        except Exception as e:  # noqa: BLE001 - a bad job fails alone
+            fail(i, e)
+
+    batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
+    log.info(f"Batched launcher: {n} jobs, {len(batches)} batches, "
+             f"sweep output dir: {config.hydra.sweep.dir}")
+    for chunk in batches:
+        _train_batch(chunk, jobs, engine_cls, hook_for, train_group, save_result, summary_line,
+                     fail, complete)
+    echo.close()
+    launcher.composer.forget_pending()
+    return returns  # type: ignore[return-value]
+
+
+def _train_batch(chunk: list[int], jobs: list, engine_cls, hook_for, train_group, save_result,
+                 summary_line, fail, complete) -> None:
+    members, hooks = [], []
+    for i in chunk:
+        try:
+            with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
+                hooks.append(hook_for(jobs[i].cfg))
+            members.append(i)
+        except Exception as e:  # noqa: BLE001
+            fail(i, e)
+    if not members:
+        return
+    try:
+        results = train_group([jobs[i].cfg for i in members], hooks, engine_cls=engine_cls)
+    except Exception as e:  # noqa: BLE001 - the batch fails, the other batches go on
+        for i in members:
+            fail(i, e)
+        return
+    for i, result in zip(members, results):
+        try:
+            save_result(Path(jobs[i].output_dir), result, jobs[i].cfg)
+        except Exception as e:  # noqa: BLE001
+            fail(i, e)
+            continue
+        complete(i, result.metrics, summary_line(result.metrics))
