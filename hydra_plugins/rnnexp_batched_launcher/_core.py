@@ -13,8 +13,9 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections import defaultdict
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, setup_globals
@@ -75,11 +76,10 @@ class BatchedJobReturn(JobReturn):
 def write_hydra_files(job: Job) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml, as run_job writes them."""
     subdir = job.hydra.get("output_subdir")
-    job.output_dir.mkdir(parents=True, exist_ok=True)
+    out = job.output_dir if subdir is None else job.output_dir / str(subdir)
+    os.makedirs(out, exist_ok=True)
     if subdir is None:
         return
-    out = job.output_dir / str(subdir)
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in (("config.yaml", job.config_text()), ("hydra.yaml", job.hydra_text()),
                        ("overrides.yaml", job.overrides_text())):
         with open(out / name, "w", encoding="utf-8") as f:
@@ -138,10 +138,40 @@ class _Echo:
 
 # ---------------------------------------------------------------------------- the launch
 
+def batch_key(job: Job) -> Optional[str]:
+    """Jobs with equal keys share a GroupSpec and epochs, so train_group takes them as one batch:
+    the whole run config except what a member owns (seed, the optimizer's numeric arguments).
+    None where an interpolation could make equal texts differ (then the config is validated and
+    its GroupSpec is the key)."""
+    from rnnexp.engine import BOOL_OPTIMIZER_ARGS
+
+    c = job.config_container()
+    key = repr(({k: v for k, v in c.items() if k not in ("seed", "optimizer")},
+                {k: v for k, v in c["optimizer"].items() if k == "name" or k in BOOL_OPTIMIZER_ARGS}))
+    return None if "${" in key else key
+
+
 def _chunks(items: list, size: Optional[int]):
     size = size or len(items)
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+@dataclass
+class _Timer:
+    """Where the launch spends its time, per phase (seconds)."""
+
+    compose: float = 0.0  # the jobs' configs (also when the sweeper asked for them first)
+    files: float = 0.0  # .hydra files, resuming, grouping
+    training: float = 0.0  # train_group
+    results: float = 0.0  # model.npz, history.csv, metrics.json
+
+    def line(self, n: int, n_batches: int) -> str:
+        per = lambda s: f"{1e3 * s / max(n, 1):.3f} ms/job"  # noqa: E731
+        return (f"Batched launcher: {n} jobs in {n_batches} batches; bookkeeping "
+                f"{per(self.compose + self.files)} (compose {per(self.compose)}, .hydra files "
+                f"{per(self.files)}), training {per(self.training)} (train_group), run files "
+                f"{per(self.results)}")
 
 
 def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
@@ -159,8 +189,9 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
     n = len(job_overrides)
     returns: list[Optional[JobReturn]] = [None] * n
     jobs: list[Optional[Job]] = [None] * n
-    groups: dict[tuple, list[int]] = defaultdict(list)
+    groups: dict[Any, list[int]] = defaultdict(list)
     echo = _Echo(launcher.progress, n)
+    timer = launcher.timer = _Timer()
 
     def fail(i: int, err: Exception) -> None:
         returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.FAILED, err)
@@ -170,53 +201,80 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
         returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.COMPLETED, metrics)
         echo.done(line)
 
+    def invalid(i: int) -> Optional[Exception]:
+        try:
+            validate(jobs[i].cfg)
+            return None
+        except Exception as e:  # noqa: BLE001
+            return e
+
+    def train(members: list[int], hooks: list) -> None:
+        start = time.perf_counter()
+        try:
+            results = train_group([jobs[i].cfg for i in members], hooks, engine_cls=engine_cls)
+        except Exception as e:  # noqa: BLE001 - the batch fails, the other batches go on
+            timer.training += time.perf_counter() - start
+            errors = [invalid(i) for i in members] if len(members) > 1 else [None]
+            if any(errors):  # train_group validates first: fail the invalid, train the rest
+                for i, err in zip(members, errors):
+                    if err is not None:
+                        fail(i, err)
+                keep = [k for k, err in enumerate(errors) if err is None]
+                if keep:
+                    train([members[k] for k in keep], [hooks[k] for k in keep])
+            else:
+                for i in members:
+                    fail(i, e)
+            return
+        timer.training += time.perf_counter() - start
+        start = time.perf_counter()
+        for i, result in zip(members, results):
+            try:
+                save_result(jobs[i].output_dir, result, jobs[i].cfg)
+            except Exception as e:  # noqa: BLE001
+                fail(i, e)
+                continue
+            complete(i, result.metrics, summary_line(result.metrics))
+        timer.results += time.perf_counter() - start
+
     for i, overrides in enumerate(job_overrides):
         try:
             job = jobs[i] = launcher.composer.job(overrides, initial_job_idx + i)
+        except Exception as e:  # noqa: BLE001 - a bad job fails alone
+            fail(i, e)
+            continue
+        start = time.perf_counter()
+        try:
             apply_launcher_defaults(job, launcher.device, launcher.dtype)
             write_hydra_files(job)
             cfg = job.cfg
             if cfg.train.skip_done and (done := read_done(job.output_dir)) is not None:
                 complete(i, done, f"{job.output_dir}: done before, skipped")
-                continue
-            word = validate(cfg)
-            groups[(group_spec(cfg, word), int(cfg.train.epochs))].append(i)
+            else:
+                key = batch_key(job)
+                if key is None:
+                    key = (group_spec(cfg, validate(cfg)), int(cfg.train.epochs))
+                groups[key].append(i)
         except Exception as e:  # noqa: BLE001 - a bad job fails alone
             fail(i, e)
+        timer.files += time.perf_counter() - start
 
     batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
-    log.info(f"Batched launcher: {n} jobs, {len(batches)} batches, "
-             f"sweep output dir: {config.hydra.sweep.dir}")
+    log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "
+             f"{config.hydra.sweep.dir}")
     for chunk in batches:
-        _train_batch(chunk, jobs, engine_cls, hook_for, train_group, save_result, summary_line,
-                     fail, complete)
+        members, hooks = [], []
+        for i in chunk:
+            try:
+                with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
+                    hooks.append(hook_for(jobs[i].cfg))
+                members.append(i)
+            except Exception as e:  # noqa: BLE001
+                fail(i, e)
+        if members:
+            train(members, hooks)
     echo.close()
     launcher.composer.forget_pending()
+    timer.compose, launcher.composer.seconds = launcher.composer.seconds, 0.0
+    log.info(timer.line(n, len(batches)))
     return returns  # type: ignore[return-value]
-
-
-def _train_batch(chunk: list[int], jobs: list, engine_cls, hook_for, train_group, save_result,
-                 summary_line, fail, complete) -> None:
-    members, hooks = [], []
-    for i in chunk:
-        try:
-            with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
-                hooks.append(hook_for(jobs[i].cfg))
-            members.append(i)
-        except Exception as e:  # noqa: BLE001
-            fail(i, e)
-    if not members:
-        return
-    try:
-        results = train_group([jobs[i].cfg for i in members], hooks, engine_cls=engine_cls)
-    except Exception as e:  # noqa: BLE001 - the batch fails, the other batches go on
-        for i in members:
-            fail(i, e)
-        return
-    for i, result in zip(members, results):
-        try:
-            save_result(Path(jobs[i].output_dir), result, jobs[i].cfg)
-        except Exception as e:  # noqa: BLE001
-            fail(i, e)
-            continue
-        complete(i, result.metrics, summary_line(result.metrics))

@@ -8,18 +8,19 @@ default_flow_style=False: two-space indents, sequences inside mappings not inden
 for empty ones.
 
 A scalar whose text could depend on where it stands (a string with whitespace, which PyYAML may
-fold across lines, or one long enough to reach the line width) raises NotPlain; callers then fall
+fold across lines, or with unprintable characters) raises NotPlain; callers then fall
 back to OmegaConf's own dumper for that document or subtree, so the output is always exact.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import re
+
 import yaml
-from omegaconf._utils import get_omega_conf_dumper
+from omegaconf._utils import get_omega_conf_dumper, is_float, is_int, yaml_is_bool
 
 _DUMPER = get_omega_conf_dumper()
-_MAX_PLAIN = 60  # longer strings could reach PyYAML's 80-column width and be folded
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -33,13 +34,19 @@ def dump(obj: Any) -> str:
                      sort_keys=False)
 
 
+# Strings PyYAML writes as they are: a letter, "_" or "/" first (so no indicator, number, date or
+# ".inf"), then no character that could start a comment, a mapping value or a tag; those that read
+# as a bool, a number or null are left to PyYAML (OmegaConf's dumper quotes them).
+_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./,=+\-]*")
 _value_text: dict[tuple[type, Any], str] = {}
 _key_text: dict[tuple[type, Any], str] = {}
 
 
 def _is_context_free(value: Any) -> bool:
+    """PyYAML folds long scalars at spaces only (double-quoted ones anywhere, but that style is
+    chosen only for unprintable characters), so without either a scalar reads the same anywhere."""
     if isinstance(value, str):
-        return len(value) <= _MAX_PLAIN and value.isprintable() and not any(c.isspace() for c in value)
+        return value.isprintable() and not any(c.isspace() for c in value)
     return isinstance(value, _SCALARS)
 
 
@@ -48,8 +55,15 @@ def _cache_key(value: Any) -> tuple:
     return (type(value), repr(value) if isinstance(value, float) else value)
 
 
+def _is_plain(s: str) -> bool:
+    return (_PLAIN.fullmatch(s) is not None and not yaml_is_bool(s) and not is_int(s)
+            and not is_float(s) and s.lower() not in ("null", "~"))
+
+
 def value_text(value: Any) -> str:
     """A scalar as PyYAML writes it after "key: " or "- "."""
+    if type(value) is str and _is_plain(value):  # most per-job strings: paths, override lists
+        return value
     key = _cache_key(value)
     text = _value_text.get(key)
     if text is None:
