@@ -11,9 +11,7 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
 
 from rnnexp.artifacts import read_done
-from rnnexp.config import register_configs
-from rnnexp.hooks import hook_for
-from rnnexp.train import save_result, train
+from rnnexp.config import register_configs, validate
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -35,6 +33,10 @@ def train_app(cfg: DictConfig) -> dict:
     if cfg.train.skip_done and (done := read_done(run_dir)) is not None:
         print(f"{run_dir}: done before, skipped")
         return done
+    validate(cfg)  # before importing torch: a bad value is reported in a fraction of a second
+    from rnnexp.hooks import hook_for
+    from rnnexp.train import save_result, train
+
     result = train(cfg, hook_for(cfg))
     save_result(run_dir, result, cfg)
     print(summary_line(result.metrics))

@@ -1,0 +1,1 @@
+"""hydra/sweeper=optuna: a Hydra sweeper on current Optuna, with resume, pruning and seeds."""

@@ -1,0 +1,114 @@
+"""End-of-study files: optimization_results.yaml, trials.csv and PNG plots."""
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+RESULTS_YAML = "optimization_results.yaml"
+TRIALS_CSV = "trials.csv"
+
+
+def write_results(study: optuna.Study, out_dir: Path, objective_names: list[str]) -> list[Path]:
+    """Write every result file into out_dir; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [_write_summary(study, out_dir / RESULTS_YAML), _write_trials(study, out_dir / TRIALS_CSV)]
+    paths += _write_plots(study, out_dir, objective_names)
+    return paths
+
+
+def copy_results(paths: list[Path], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        shutil.copy2(p, dest / p.name)
+
+
+def summarize(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    summary: dict[str, Any] = {
+        "study_name": study.study_name,
+        "directions": [d.name.lower() for d in study.directions],
+        "trials": {k: v for k, v in counts.items() if v},
+    }
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        summary["note"] = "no trial completed"
+    elif len(study.directions) == 1:
+        best = study.best_trial
+        summary.update(name="optuna", best_params=best.params, best_value=best.value,
+                       best_trial=best.number)
+    else:
+        summary["name"] = "optuna"
+        summary["solutions"] = [
+            {"params": t.params, "values": t.values, "trial": t.number} for t in study.best_trials
+        ]
+    return summary
+
+
+def _write_summary(study: optuna.Study, path: Path) -> Path:
+    OmegaConf.save(OmegaConf.create(summarize(study)), path)
+    return path
+
+
+def _write_trials(study: optuna.Study, path: Path) -> Path:
+    study.trials_dataframe().to_csv(path, index=False)
+    return path
+
+
+def _write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from optuna.visualization import matplotlib as ovm
+
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    multi = len(study.directions) > 1
+    # multi-objective: the single-objective plots show the first objective
+    target = (lambda t: t.values[0]) if multi else None
+    name = objective_names[0]
+    plots: dict[str, tuple[int, Callable[[], Any]]] = {  # file -> (complete trials needed, plot)
+        "optimization_history.png": (1, lambda: ovm.plot_optimization_history(
+            study, target=target, target_name=name)),
+        "param_importances.png": (2, lambda: ovm.plot_param_importances(
+            study, target=target, target_name=name)),
+        "slice.png": (1, lambda: ovm.plot_slice(study, target=target, target_name=name)),
+    }
+    if multi and len(study.directions) in (2, 3):
+        plots["pareto_front.png"] = (1, lambda: ovm.plot_pareto_front(
+            study, target_names=objective_names))
+    written = []
+    for filename, (needed, plot) in plots.items():
+        if n_complete < needed:
+            log.info("skipped %s: %d completed trial(s), it needs %d", filename, n_complete, needed)
+            continue
+        path = _save_plot(plot, out_dir / filename)
+        if path is not None:
+            written.append(path)
+    return written
+
+
+def _save_plot(plot: Callable[[], Any], path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+            axes = plot()
+    except Exception as err:  # noqa: BLE001 - a plot is a nicety; the study's results stand
+        log.info("skipped %s: %s", path.name, err)
+        plt.close("all")
+        return None
+    fig = np.ravel(axes)[0].figure
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

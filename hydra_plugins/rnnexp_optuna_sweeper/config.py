@@ -1,0 +1,195 @@
+"""Config schema of `hydra/sweeper=optuna` and its `sampler` / `pruner` groups.
+
+The keys of hydra-optuna-sweeper are kept (sampler, direction, storage, study_name, n_trials,
+n_jobs, max_failure_rate, params); the rest is new. Samplers and pruners are `_target_` configs,
+so any argument of the Optuna class can be set: hydra.sweeper.sampler.seed=0.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+SWEEPER_TARGET = "hydra_plugins.rnnexp_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+# ------------------------------------------------------------------------------ samplers
+@dataclass
+class TPESamplerConfig:
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+    consider_prior: Optional[bool] = None  # deprecated by Optuna 5; None keeps its default
+    prior_weight: Optional[float] = None
+    consider_magic_clip: Optional[bool] = None
+    consider_endpoints: Optional[bool] = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: Optional[bool] = None
+    group: bool = False  # with multivariate: the right choice for conditional spaces
+    warn_independent_sampling: Optional[bool] = None
+    constant_liar: bool = True  # running trials count as bad: n_jobs asks do not all land together
+
+
+@dataclass
+class RandomSamplerConfig:
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: Optional[int] = None
+
+
+@dataclass
+class CmaEsSamplerConfig:  # needs the `cmaes` package
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    x0: Optional[Dict[str, Any]] = None
+    sigma0: Optional[float] = None
+    n_startup_trials: int = 1
+    warn_independent_sampling: bool = True
+    seed: Optional[int] = None
+    consider_pruned_trials: bool = False
+    restart_strategy: Optional[str] = None
+    popsize: Optional[int] = None
+    inc_popsize: int = -1
+    use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+
+
+@dataclass
+class GPSamplerConfig:  # needs scipy
+    _target_: str = "optuna.samplers.GPSampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class QMCSamplerConfig:  # needs scipy
+    _target_: str = "optuna.samplers.QMCSampler"
+    qmc_type: str = "sobol"
+    scramble: bool = False
+    seed: Optional[int] = None
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class GridSamplerConfig:
+    _target_: str = "optuna.samplers.GridSampler"
+    search_space: Optional[Dict[str, Any]] = None  # None: the grid of `params`
+    seed: Optional[int] = None
+
+
+@dataclass
+class NSGAIISamplerConfig:
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    population_size: int = 50
+    mutation_prob: Optional[float] = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+    seed: Optional[int] = None
+
+
+# ------------------------------------------------------------------------------ pruners
+@dataclass
+class MedianPrunerConfig:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConfig:
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPrunerConfig:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
+
+
+@dataclass
+class HyperbandPrunerConfig:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+    bootstrap_count: int = 0
+
+
+@dataclass
+class NopPrunerConfig:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+# ------------------------------------------------------------------------------ the sweeper
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = SWEEPER_TARGET
+    _recursive_: bool = False  # the sweeper builds sampler and pruner itself (grid, study attrs)
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    direction: Any = "minimize"  # minimize | maximize | a list of them (multi-objective)
+    # None: the journal file results/studies/<study_name>.log; "memory"; an RDB URL; a file path
+    storage: Optional[str] = None
+    # None: a new study "<job name>-<date>-<time>"; name it to resume it later
+    study_name: Optional[str] = None
+    n_trials: int = 20  # finished trials (complete + pruned) the study should reach
+    n_jobs: int = 2  # trials asked and launched together, as one launcher batch
+    # the sweep stops once failed trials of this session exceed this fraction of the trials
+    # it had to run
+    max_failure_rate: float = 0.25
+    params: Dict[str, Any] = field(default_factory=dict)
+    # parent -> parent value -> {child key: grammar}
+    conditional: Dict[str, Any] = field(default_factory=dict)
+
+    # a metric key of the job's returned dict, or a Python expression over its keys;
+    # a list of them for multi-objective (one per direction)
+    objective: Any = "final_loss"
+    seeds: Optional[List[int]] = None  # each trial runs one job per seed: `<seed_key>=<seed>`
+    seed_key: str = "seed"
+    aggregate: str = "mean"  # mean | median | min | max over the seeds of a trial
+    report_every: int = 10  # epochs between two loss reports of a job to its trial
+    forbid: List[str] = field(default_factory=list)  # keys the search space must not vary
+    results_dir: Optional[str] = None  # also copy the end-of-study files here
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="rnnexp")
+    samplers = {
+        "tpe": TPESamplerConfig,
+        "random": RandomSamplerConfig,
+        "cmaes": CmaEsSamplerConfig,
+        "gp": GPSamplerConfig,
+        "qmc": QMCSamplerConfig,
+        "grid": GridSamplerConfig,
+        "nsgaii": NSGAIISamplerConfig,
+    }
+    for name, node in samplers.items():
+        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="rnnexp")
+    pruners = {
+        "median": MedianPrunerConfig,
+        "percentile": PercentilePrunerConfig,
+        "successive_halving": SuccessiveHalvingPrunerConfig,
+        "hyperband": HyperbandPrunerConfig,
+        "none": NopPrunerConfig,
+    }
+    for name, node in pruners.items():
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="rnnexp")
+
+
+register_configs()

@@ -1,0 +1,113 @@
+"""Checkpoints: every run keeps its weights; rnnexp-generate spells from them; bad files are refused."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from rnnexp import checkpoint
+from rnnexp.checkpoint import CheckpointError
+from rnnexp.generate import generate, layers_from
+from rnnexp.train import save_result, train
+
+
+@pytest.fixture(scope="module")
+def acknowledgement_run(tmp_path_factory):
+    """A converging Q2(i)-style run, trained through the real CLI."""
+    out = tmp_path_factory.mktemp("ack") / "run"
+    proc = run_cli("rnnexp-train", "word=Acknowledgement", "model.hidden_size=15", "optimizer=adam",
+                   "optimizer.lr=0.05", "train.epochs=150", f"hydra.run.dir={out}", cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_generate_spells_the_trained_word(acknowledgement_run):
+    proc = run_cli("rnnexp-generate", str(acknowledgement_run), "--start", "A",
+                   cwd=acknowledgement_run)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Acknowledgement"
+    longer = run_cli("rnnexp-generate", str(acknowledgement_run), "--start", "Ack", "--length", "20",
+                     cwd=acknowledgement_run)
+    assert len(longer.stdout.strip()) == 20 and longer.stdout.startswith("Acknowledgement")
+
+
+def test_sampling_is_seeded_and_temperature_controls_it(acknowledgement_run):
+    args = [str(acknowledgement_run), "--temperature", "2.0", "--samples", "4", "--seed", "1"]
+    a = run_cli("rnnexp-generate", *args, cwd=acknowledgement_run).stdout.split()
+    b = run_cli("rnnexp-generate", *args, cwd=acknowledgement_run).stdout.split()
+    assert a == b and len(a) == 4 and all(s.startswith("A") and len(s) == 15 for s in a)
+    cold = run_cli("rnnexp-generate", str(acknowledgement_run), "--temperature", "0.01",
+                   "--samples", "3", cwd=acknowledgement_run).stdout.split()
+    assert cold == ["Acknowledgement"] * 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--start", "Az"], "character 'z' is not in the model's vocabulary"),
+    (["--length", "0"], "--length: must be >= 1"),
+    (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
+])
+def test_bad_generate_arguments(acknowledgement_run, args, message):
+    proc = run_cli("rnnexp-generate", str(acknowledgement_run), *args, cwd=acknowledgement_run)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_round_trip_and_generation_match_the_run(make_cfg, tmp_path):
+    cfg = make_cfg("model=numpy_rnn", "optimizer=sgd", "word='hello world'", "model.hidden_size=8",
+                   "optimizer.lr=0.05", "train.epochs=30")
+    result = train(cfg)
+    save_result(tmp_path, result, cfg)
+    params, vocab, meta = checkpoint.load(tmp_path)
+    assert vocab == result.vocab and meta["word"] == "hello world" and meta["model"] == "numpy_rnn"
+    assert params.keys() == result.params.keys()
+    assert all(np.array_equal(params[k], result.params[k]) for k in params)
+    ids = [vocab.index("h")]
+    text = "".join(vocab[i] for i in generate(layers_from(params), ids, 11))
+    assert text == result.metrics["generated"]
+
+
+def test_no_checkpoint_when_switched_off(make_cfg, tmp_path):
+    cfg = make_cfg("train.epochs=2", "train.checkpoint=false")
+    save_result(tmp_path, train(cfg), cfg)
+    assert not (tmp_path / "model.npz").exists() and (tmp_path / "metrics.json").exists()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path)
+
+
+def _rewrite(path, change):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def test_tampered_foreign_and_broken_files_are_refused(make_cfg, tmp_path):
+    cfg = make_cfg("train.epochs=2")
+    save_result(tmp_path, train(cfg), cfg)
+    path = tmp_path / "model.npz"
+    good = path.read_bytes()
+
+    _rewrite(path, lambda a: a.__setitem__("fc.bias", a["fc.bias"] + 1.0))
+    with pytest.raises(CheckpointError, match="does not match its digest"):
+        checkpoint.load(path)
+
+    np.savez(path, weights=np.ones(3))  # someone else's npz
+    with pytest.raises(CheckpointError, match="is not an rnnexp checkpoint"):
+        checkpoint.load(path)
+
+    with zipfile.ZipFile(path, "w") as z:  # an object array needs pickle: never loaded
+        buf = io.BytesIO()
+        np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+        z.writestr("payload.npy", buf.getvalue())
+    with pytest.raises(CheckpointError, match="not a readable rnnexp checkpoint"):
+        checkpoint.load(path)
+
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="not a readable rnnexp checkpoint"):
+        checkpoint.load(path)
+
+    path.write_bytes(good)
+    checkpoint.load(path)

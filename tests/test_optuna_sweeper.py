@@ -1,0 +1,377 @@
+"""hydra/sweeper=optuna: grammar, conditional spaces, hooks, and the CLI end to end on a toy app."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.rnnexp_optuna_sweeper._search_space import (
+    SearchSpaceError,
+    build_search_space,
+    check_forbidden,
+    parse_overrides,
+    quoted,
+)
+from rnnexp import hooks
+
+APP = Path(__file__).parent / "fixtures" / "toy_app" / "app.py"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# ------------------------------------------------------------------------------ grammar
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("interval(0, 1)", FloatDistribution(0.0, 1.0)),
+        ("int(interval(2, 9))", IntDistribution(2, 9)),
+        ("tag(log, interval(0.001, 1))", FloatDistribution(0.001, 1.0, log=True)),
+        ("tag(log, int(interval(1, 100)))", IntDistribution(1, 100, log=True)),
+        ("range(1, 5)", IntDistribution(1, 4)),
+        ("range(0, 10, 3)", IntDistribution(0, 9, step=3)),
+        ("tag(log, range(1, 9))", IntDistribution(1, 8, log=True)),
+        ("range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1)),
+        ("choice(sgd, rmsprop)", CategoricalDistribution(["sgd", "rmsprop"])),
+        ("1,2,3", CategoricalDistribution([1, 2, 3])),
+        ("choice(true, off, 0.5)", CategoricalDistribution([True, "off", 0.5])),
+    ],
+)
+def test_every_param_form_maps_to_its_distribution(text, expected):
+    space = build_search_space({"a.b": text}, None, [])
+    assert [(p.key, p.distribution) for p in space.params] == [("a.b", expected)]
+    assert space.fixed == {}
+
+
+def test_fixed_values_lists_and_command_line_overrides():
+    space = build_search_space(
+        {"train.epochs": 100, "optimizer": ["sgd", "adam"], "x": "interval(0, 1)"},
+        None,
+        ["x=choice(1, 2)", "+model.bias=false", "optimizer.lr=tag(log, interval(1e-3, 1))"],
+    )
+    assert space.fixed == {"train.epochs": "100", "+model.bias": "false"}
+    dists = {p.key: p.distribution for p in space.params}
+    assert dists == {
+        "optimizer": CategoricalDistribution(["sgd", "adam"]),
+        "x": CategoricalDistribution([1, 2]),  # the command line replaces params' entry
+        "optimizer.lr": FloatDistribution(1e-3, 1.0, log=True),
+    }
+
+
+def test_nested_params_are_flattened_into_dotted_keys():
+    # hydra.sweeper.params.optimizer.lr='interval(0,1)' on the command line nests the key
+    space = build_search_space({"optimizer": {"lr": "interval(0, 1)"}}, None, [])
+    assert [p.key for p in space.params] == ["optimizer.lr"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"x": "interval(1, 0)"}, "x"),
+        ({"x": "tag(log, interval(0, 1))"}, "x"),
+        ({"x": "range(5, 1)"}, "empty"),
+        ({"x": "tag(log, choice(1, 2))"}, "choice"),
+        ({"x": "interval(0,"}, "interval"),
+    ],
+)
+def test_bad_params_fail_with_one_line_naming_them(params, message):
+    with pytest.raises(SearchSpaceError, match=message) as err:
+        build_search_space(params, None, [])
+    assert "\n" not in str(err.value)
+
+
+def test_forbidden_key_cannot_vary_but_may_be_fixed():
+    space = build_search_space({"model.hidden_size": "2,5", "x": "interval(0,1)"}, None, [])
+    with pytest.raises(SearchSpaceError, match="'model.hidden_size'.*forbids"):
+        check_forbidden(space, ["model.hidden_size"])
+    fixed = build_search_space({"model.hidden_size": 5, "x": "interval(0,1)"}, None, [])
+    check_forbidden(fixed, ["model.hidden_size"])
+
+
+@pytest.mark.parametrize("text", ["true", "1", "it's", "a\\b", "a\\", "a\\'b", "/tmp/x y.log"])
+def test_quoted_text_reads_back_as_the_same_string(text):
+    assert parse_overrides([f"k={quoted(text)}"])[0].value() == text
+
+
+# ------------------------------------------------------------------------------ conditional spaces
+CONDITIONAL = {
+    "optimizer": {
+        "sgd": {"optimizer.momentum": "interval(0, 0.99)"},
+        "rmsprop": {"optimizer.momentum": "interval(0, 0.99)", "optimizer.alpha": "interval(0.5, 0.999)"},
+    }
+}
+
+
+def test_conditional_params_exist_only_under_their_parent_value():
+    space = build_search_space({"optimizer": "choice(sgd, rmsprop, adam)"}, CONDITIONAL, [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        keys = {line.split("=")[0] for line in space.suggest(trial)}
+        opt = trial.params["optimizer"]
+        seen.add(opt)
+        expected = {"optimizer"} | set(CONDITIONAL["optimizer"].get(opt, {}))
+        assert keys == expected
+        assert set(trial.params) == expected
+        study.tell(trial, 0.0)
+    assert seen == {"sgd", "rmsprop", "adam"}
+
+
+def test_conditional_on_an_unknown_parent_or_value_is_refused():
+    with pytest.raises(SearchSpaceError, match="parent 'optimizer'"):
+        build_search_space({"x": "interval(0,1)"}, CONDITIONAL, [])
+    with pytest.raises(SearchSpaceError, match="'rmsprop' is not one of"):
+        build_search_space({"optimizer": "choice(sgd, adam)"}, CONDITIONAL, [])
+
+
+# ------------------------------------------------------------------------------ hooks
+def _journal_study(tmp_path, pruner=None):
+    url = hooks.resolve_storage(str(tmp_path / "s.log"), "unused")
+    study = optuna.create_study(storage=hooks.open_storage(url), study_name="s", pruner=pruner)
+    if pruner is not None:
+        study.set_user_attr(hooks.PRUNER_ATTR, {"_target_": "optuna.pruners.ThresholdPruner",
+                                                "upper": 1.0})
+    return study, url
+
+
+def test_no_hook_outside_a_trial():
+    assert hooks.hook_for(None, env={}) is None
+
+
+def test_lead_hook_reports_every_n_epochs_through_the_storage(tmp_path):
+    study, url = _journal_study(tmp_path)
+    trial = study.ask()
+    ref = hooks.TrialRef(url, "s", trial.number, lead=True, report_every=3)
+    hook = hooks.hook_for(None, env=ref.to_env())  # not registered: opened from the file
+    assert not any(hook.report(e, 1.0 / e) for e in range(1, 10))
+    assert hook.report(10, float("nan")) is False
+    reloaded = optuna.load_study(study_name="s", storage=hooks.open_storage(url))
+    assert reloaded.trials[0].intermediate_values == {3: 1 / 3, 6: 1 / 6, 9: 1 / 9}
+
+
+def test_prune_decision_reaches_the_other_seeds(tmp_path):
+    study, url = _journal_study(tmp_path, pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    trial = study.ask()
+    lead = hooks.hook_for(None, env=hooks.TrialRef(url, "s", trial.number, True, 1).to_env())
+    follower = hooks.hook_for(None, env=hooks.TrialRef(url, "s", trial.number, False, 5).to_env())
+    assert follower.report(1, 9.0) is False  # the lead has not been pruned yet
+    assert lead.report(1, 0.5) is False
+    assert lead.report(2, 2.0) is True  # above the threshold: prune
+    assert follower.report(2, 9.0) is False  # checks every 5 epochs only
+    assert follower.report(5, 9.0) is True
+
+
+def test_in_process_registry_is_used_before_the_storage(tmp_path):
+    study = optuna.create_study()  # in memory: reachable only through the registry
+    trial = study.ask()
+    ref = hooks.TrialRef(hooks.MEMORY_STORAGE, study.study_name, trial.number, True, 1)
+    assert hooks.hook_for(None, env=ref.to_env()) is None
+    hooks.register_live_trial(ref, trial)
+    try:
+        hooks.hook_for(None, env=ref.to_env()).report(1, 0.25)
+    finally:
+        hooks.unregister_live_trial(ref)
+    assert study.trials[0].intermediate_values == {1: 0.25}
+
+
+def test_unreachable_storage_is_one_line_naming_the_url(tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    with pytest.raises(hooks.StorageError, match="no/such/dir/x.db") as err:
+        hooks.open_storage(url)
+    assert "\n" not in str(err.value)
+
+
+def test_a_torn_last_journal_line_is_dropped(tmp_path):
+    study, url = _journal_study(tmp_path)
+    study.tell(study.ask(), 1.0)
+    with open(url, "ab") as f:
+        f.write(b'{"op_code": 4, "wor')  # a write cut short by SIGKILL
+    again = optuna.load_study(study_name="s", storage=hooks.open_storage(url))
+    again.tell(again.ask(), 2.0)
+    assert [t.value for t in optuna.load_study(study_name="s", storage=hooks.open_storage(url)).trials] == [1.0, 2.0]
+
+
+# ------------------------------------------------------------------------------ the CLI
+def run_app(tmp_path, *overrides, check=True, wait=True):
+    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=optuna",
+           "hydra.sweeper.study_name=toy", f"hydra.sweep.dir={tmp_path}/sweep",
+           "hydra.sweeper.sampler.seed=0", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def load(tmp_path):
+    storage = hooks.open_storage(str(tmp_path / "results" / "studies" / "toy.log"))
+    return optuna.load_study(study_name="toy", storage=storage)
+
+
+def states(study):
+    return [t.state for t in study.trials]
+
+
+def test_study_runs_stores_and_writes_results(tmp_path):
+    proc = run_app(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+                   "x=interval(0, 1)", "optimizer=choice(sgd, adam)", "train.epochs=5")
+    assert proc.stdout.count("Launching 2 jobs") == 2  # n_jobs trials per launcher batch
+    study = load(tmp_path)  # the journal file reopens with plain optuna
+    assert states(study) == [TrialState.COMPLETE] * 4
+    sweep = tmp_path / "sweep"
+    best = min(study.trials, key=lambda t: t.value)
+    metrics = json.loads((sweep / str(best.number) / "metrics.json").read_text())
+    assert best.value == metrics["final_loss"]
+    import yaml
+
+    summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert summary["best_trial"] == best.number and summary["best_params"] == best.params
+    assert len(pd.read_csv(sweep / "trials.csv")) == 4
+    for png in ("optimization_history.png", "param_importances.png", "slice.png"):
+        assert (sweep / png).stat().st_size > 0
+    # n_trials is the total: running the same command again runs nothing more
+    run_app(tmp_path, "hydra.sweeper.n_trials=4", "x=interval(0, 1)", "optimizer=choice(sgd, adam)")
+    assert len(load(tmp_path).trials) == 4
+
+
+def test_resume_after_sigkill_runs_only_the_missing_trials(tmp_path):
+    args = ["hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1", "x=interval(0, 1)",
+            "train.epochs=10"]
+    proc = run_app(tmp_path, *args, "train.sleep=0.05", wait=False)
+    journal = tmp_path / "results" / "studies" / "toy.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once two trials are done and a third runs
+        if journal.exists() and journal.read_text().count('"state":1') >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = load(tmp_path)
+    assert TrialState.RUNNING in states(before) and len(before.trials) < 5
+
+    run_app(tmp_path, *args)
+    study = load(tmp_path)
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    abandoned = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(finished) == 5 and TrialState.RUNNING not in states(study)
+    assert all("left running" in t.user_attrs["fail_reason"] for t in abandoned)
+    job_nums = [n for t in study.trials for n in t.user_attrs["job_nums"]]
+    assert len(job_nums) == len(set(job_nums))  # no job number, hence no job dir, used twice
+    for t in finished:  # the app refuses to write into a dir that already has metrics.json
+        assert (tmp_path / "sweep" / str(t.user_attrs["job_nums"][0]) / "metrics.json").exists()
+
+
+def test_pruned_trials_are_pruned_in_trials_csv(tmp_path):
+    run_app(tmp_path, "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1", "x=interval(0, 1)",
+            "hydra/sweeper/sampler=random", "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.report_every=2",
+            "train.epochs=10")
+    trials = pd.read_csv(tmp_path / "sweep" / "trials.csv")
+    assert (trials.state == "PRUNED").any() and (trials.state == "COMPLETE").any()
+    for number in trials.number[trials.state == "PRUNED"]:
+        metrics = json.loads((tmp_path / "sweep" / str(number) / "metrics.json").read_text())
+        assert metrics["status"] == "pruned" and metrics["epochs_run"] < 10
+
+
+def test_a_diverging_job_fails_alone_and_the_study_goes_on(tmp_path):
+    run_app(tmp_path, "hydra.sweeper.n_trials=6", "x=interval(0, 1)", "diverge_above=0.6",
+            "raise_above=0.9", "hydra/sweeper/sampler=random", "hydra.sweeper.max_failure_rate=1",
+            "train.epochs=3")
+    study = load(tmp_path)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 6
+    assert failed and all(t.params["x"] > 0.6 for t in failed)
+    reasons = {t.user_attrs["fail_reason"] for t in failed}
+    assert all("diverged" in r or "RuntimeError" in r for r in reasons)
+
+
+def test_failures_beyond_max_failure_rate_stop_the_sweep(tmp_path):
+    proc = run_app(tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1",
+                   "x=interval(0.7, 1)", "diverge_above=0.6", "hydra.sweeper.max_failure_rate=0.2",
+                   "train.epochs=3", check=False)
+    assert proc.returncode != 0 and "max_failure_rate=0.2" in proc.stderr
+    assert states(load(tmp_path)) == [TrialState.FAIL] * 2  # 2 > 0.2 * 6
+    assert (tmp_path / "sweep" / "trials.csv").exists()
+
+
+def test_seeds_run_as_jobs_of_one_trial_and_are_aggregated(tmp_path):
+    proc = run_app(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                   "hydra.sweeper.seeds=[0,1,2]", "hydra.sweeper.aggregate=median",
+                   "x=interval(0, 1)", "train.epochs=5")
+    assert "Launching 6 jobs" in proc.stdout
+    for t in load(tmp_path).trials:
+        finals = []
+        for num, seed in zip(t.user_attrs["job_nums"], [0, 1, 2]):
+            run_dir = tmp_path / "sweep" / str(num)
+            assert f"seed: {seed}" in (run_dir / ".hydra" / "config.yaml").read_text()
+            finals.append(json.loads((run_dir / "metrics.json").read_text())["final_loss"])
+        assert t.value == pytest.approx(sorted(finals)[1])
+        assert t.user_attrs["seed_values"] == [[v] for v in finals]
+
+
+def test_objective_expression_and_bad_storage(tmp_path):
+    run_app(tmp_path, "hydra.sweeper.n_trials=2", "x=interval(0, 1)", "train.epochs=5",
+            "hydra.sweeper.objective='final_loss + epochs_run'")
+    for t in load(tmp_path).trials:
+        metrics = json.loads((tmp_path / "sweep" / str(t.number) / "metrics.json").read_text())
+        assert t.value == pytest.approx(metrics["final_loss"] + 5)
+    bad = f"sqlite:///{tmp_path}/missing/dir/s.db"
+    proc = run_app(tmp_path, f"hydra.sweeper.storage={bad}", "x=interval(0, 1)", check=False)
+    assert proc.returncode != 0
+    assert f"cannot open Optuna storage '{bad}'" in proc.stderr
+
+
+def test_grid_sampler_visits_each_point_once_and_stops(tmp_path):
+    run_app(tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=10", "x=0.1,0.5",
+            "optimizer=choice(sgd, adam)", "train.epochs=3")
+    points = {(t.params["x"], t.params["optimizer"]) for t in load(tmp_path).trials}
+    assert len(load(tmp_path).trials) == 4 and len(points) == 4
+
+
+def test_multi_objective_writes_the_pareto_front(tmp_path):
+    import yaml
+
+    run_app(tmp_path, "hydra/sweeper/sampler=nsgaii", "hydra.sweeper.direction=[minimize,minimize]",
+            "hydra.sweeper.objective=[final_loss,epochs_run]", "hydra.sweeper.n_trials=4",
+            "x=interval(0, 1)", "train.epochs=range(2, 10)")
+    summary = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    front = {s["trial"] for s in summary["solutions"]}
+    assert front == {t.number for t in load(tmp_path).best_trials}
+    assert (tmp_path / "sweep" / "pareto_front.png").exists()
+
+
+@pytest.mark.slow
+def test_rnnexp_train_study_end_to_end(tmp_path):
+    """The real app: a learning-rate study with pruning, storage reopened with plain Optuna."""
+    script = Path(sys.executable).parent / "rnnexp-train"
+    proc = subprocess.run(
+        [str(script), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6",
+         "hydra.sweeper.study_name=lr", "hydra/sweeper/pruner=median",
+         "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.report_every=5",
+         "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path}/sweep",
+         "optimizer.lr=tag(log, interval(0.001, 1))", "train.epochs=20"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    storage = hooks.open_storage(str(tmp_path / "results" / "studies" / "lr.log"))
+    study = optuna.load_study(study_name="lr", storage=storage)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    for t in study.trials:
+        metrics = json.loads((tmp_path / "sweep" / str(t.number) / "metrics.json").read_text())
+        if t.state == TrialState.COMPLETE:
+            assert t.value == metrics["final_loss"]
+        else:
+            assert metrics["status"] in ("pruned", "diverged")
