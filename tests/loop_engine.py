@@ -7,6 +7,8 @@ from rnnexp.engine.torch_single import TorchModuleEngine
 
 class LoopEngine:
     def __init__(self, group, members):
+        if group.model != "torch_rnn":
+            raise ValueError(f"LoopEngine trains torch_rnn only, got {group.model!r}")
         self.engines = [TorchModuleEngine(group, [m]) for m in members]
 
     def step(self):

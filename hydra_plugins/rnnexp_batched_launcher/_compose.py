@@ -113,7 +113,7 @@ class JobComposer:
         self._parsed: dict[str, Override] = {}
         self._is_group: dict[str, bool] = {}
         self._bases: dict[tuple[str, ...], Base] = {}
-        self.master_hydra_overrides = list(master.hydra.overrides.hydra)
+        self.master_hydra_overrides = OmegaConf.to_container(master.hydra.overrides.hydra)  # unresolved
         self._pending: dict[tuple[str, ...], list[_Prepared]] = {}  # checked, not yet launched
         self.seconds = 0.0  # spent composing jobs (bases included), for the launcher's timing line
 
@@ -217,6 +217,8 @@ class JobComposer:
         app = [o for o in split.parsed if not o.is_hydra_override()]
         kv_sep, item_sep, exclude = base.dirname
         dirname = get_overrides_dirname(app, exclude, item_sep, kv_sep)
+        if "${" in dirname or "\\" in dirname:  # the subdir would resolve what it holds
+            return self._compose_in_full(prepared.overrides, idx)
         fields = {"num": str(idx), "id": str(idx), "override_dirname": dirname}
         subdir = _JOB_FIELD.sub(lambda m: fields[m.group(1)], base.subdir)
         output_dir = os.path.abspath(os.path.join(base.sweep_dir, subdir))
@@ -252,7 +254,7 @@ class JobComposer:
         task = copy.deepcopy(config)
         with read_write(task), open_dict(task):
             del task["hydra"]
-        return Job(list(overrides), list(config.hydra.overrides.task), task, hydra,
+        return Job(list(overrides), OmegaConf.to_container(config.hydra.overrides.task), task, hydra,
                    Path(hydra["runtime"]["output_dir"]), None, _yaml.dump({"hydra": hydra}),
                    env_set)
 

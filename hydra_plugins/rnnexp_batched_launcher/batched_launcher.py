@@ -8,16 +8,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from ._options import LauncherOptionError, check_options  # noqa: F401
 from .config import BatchedLauncherConf  # noqa: F401  (registers hydra/launcher=batched)
-
-
-class LauncherOptionError(ValueError):
-    """A hydra.launcher option that cannot be used; the message names it."""
-
-
-def _check(ok: bool, key: str, rule: str, value) -> None:
-    if not ok:
-        raise LauncherOptionError(f"hydra.launcher.{key}: {rule}, got {value!r}")
 
 
 class BatchedLauncher(Launcher):
@@ -25,12 +17,7 @@ class BatchedLauncher(Launcher):
                  dtype: Optional[str] = None, progress: bool = False,
                  engine: Optional[str] = None) -> None:
         super().__init__()
-        _check(max_batch is None or (isinstance(max_batch, int) and max_batch >= 1), "max_batch",
-               "must be an integer >= 1 or null", max_batch)
-        _check(device in (None, "auto", "cpu", "cuda"), "device", "must be auto, cpu, cuda or null",
-               device)
-        _check(dtype in (None, "float32", "float64"), "dtype", "must be float32, float64 or null",
-               dtype)
+        check_options(max_batch, device, dtype)
         self.max_batch, self.device, self.dtype = max_batch, device, dtype
         self.progress, self.engine = bool(progress), engine
         self.config: Optional[DictConfig] = None
