@@ -52,6 +52,13 @@ class Base:
     subdir: Optional[str]  # hydra.sweep.subdir, unresolved, if it only refers to job.num/id/override_dirname
     dirname: tuple  # hydra.job.config.override_dirname: (kv_sep, item_sep, exclude_keys)
     env_set: dict  # hydra.job.env_set, resolved
+    children: dict = field(default_factory=dict)  # (key, child) -> text of hydra.<key>.<child>
+
+    def child_entry(self, key: str, child: str) -> str:
+        text = self.children.get((key, child))
+        if text is None:
+            text = self.children[key, child] = _yaml.mapping_entry(child, self.hydra[key][child], 4)
+        return text
 
 
 @dataclass
@@ -74,12 +81,18 @@ class Job:
         return self.container
 
     def hydra_text(self) -> str:
-        """.hydra/hydra.yaml"""
+        """.hydra/hydra.yaml: the base's text for every entry this job shares with it."""
         if self.hydra_yaml is None:
-            parts = ["hydra:\n"]
+            base, parts = self.base, ["hydra:\n"]
             for key, value in self.hydra.items():
-                parts.append(_yaml.mapping_entry(key, value, 2) if key in PER_JOB_HYDRA_KEYS
-                             else self.base.entries[key])
+                if key not in PER_JOB_HYDRA_KEYS:
+                    parts.append(base.entries[key])
+                    continue
+                parts.append(f"  {key}:\n")  # overrides, job, runtime: never empty
+                shared = base.hydra[key]
+                for child, v in value.items():
+                    parts.append(base.child_entry(key, child) if shared.get(child) is v
+                                 else _yaml.mapping_entry(child, v, 4))
             self.hydra_yaml = "".join(parts)
         return self.hydra_yaml
 
@@ -227,8 +240,9 @@ class JobComposer:
         h["overrides"] = {**h["overrides"], "hydra": self.master_hydra_overrides + hydra_lines,
                           "task": task_lines}
         added = {k: str(v) for k, v in split.env}  # env_set is Dict[str, str]
+        env = {**h["job"]["env_set"], **added} if added else h["job"]["env_set"]
         h["job"] = {**h["job"], "override_dirname": dirname, "id": str(idx), "num": idx,
-                    "env_set": {**h["job"]["env_set"], **added}}
+                    "env_set": env}
         h["runtime"] = {**h["runtime"], "output_dir": output_dir}
         return Job(prepared.overrides, task_lines, prepared.cfg, h, Path(output_dir), base,
                    env_set={**base.env_set, **added})

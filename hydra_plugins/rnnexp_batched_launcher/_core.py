@@ -9,12 +9,14 @@ that) and completes with that status in its metrics, as a single run would.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -151,6 +153,17 @@ def batch_key(job: Job) -> Optional[str]:
     return None if "${" in key else key
 
 
+@contextmanager
+def _gc_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _chunks(items: list, size: Optional[int]):
     size = size or len(items)
     for start in range(0, len(items), size):
@@ -237,12 +250,12 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
             complete(i, result.metrics, summary_line(result.metrics))
         timer.results += time.perf_counter() - start
 
-    for i, overrides in enumerate(job_overrides):
+    def prepare_job(i: int, overrides: Sequence[str]) -> None:
         try:
             job = jobs[i] = launcher.composer.job(overrides, initial_job_idx + i)
         except Exception as e:  # noqa: BLE001 - a bad job fails alone
             fail(i, e)
-            continue
+            return
         start = time.perf_counter()
         try:
             apply_launcher_defaults(job, launcher.device, launcher.dtype)
@@ -258,6 +271,10 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
         except Exception as e:  # noqa: BLE001 - a bad job fails alone
             fail(i, e)
         timer.files += time.perf_counter() - start
+
+    with _gc_paused():  # thousands of small configs: the cycle collector would rescan them often
+        for i, overrides in enumerate(job_overrides):
+            prepare_job(i, overrides)
 
     batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
     log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "

@@ -62,11 +62,14 @@ def _is_plain(s: str) -> bool:
 
 def value_text(value: Any) -> str:
     """A scalar as PyYAML writes it after "key: " or "- "."""
-    if type(value) is str and _is_plain(value):  # most per-job strings: paths, override lists
-        return value
     key = _cache_key(value)
     text = _value_text.get(key)
     if text is None:
+        if len(_value_text) > 100_000:  # per-job strings (paths) would otherwise pile up
+            _value_text.clear()
+        if type(value) is str and _is_plain(value):  # most per-job strings: paths, overrides
+            _value_text[key] = value
+            return value
         if not _is_context_free(value):
             raise NotPlain(repr(value))
         out = dump([value])  # "- <text>\n"
