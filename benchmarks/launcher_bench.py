@@ -7,10 +7,11 @@ setting: torch_rnn, hidden 5, "edgement", 100 epochs, RMSprop, a grid over learn
     .venv/bin/python benchmarks/launcher_bench.py                 # 48 basic, 256 and 4096 batched
     .venv/bin/python benchmarks/launcher_bench.py --basic 16 --batched 256 --profile
 
-It prints trials per second of each command, the batched/basic ratio, and the batched launcher's
-own split of its time per job (bookkeeping = composing the job's config and writing its .hydra
+It prints trials per second of each command, the batched/basic ratio, the batched launcher's own
+split of its wall time per job (bookkeeping = composing the job's config and writing its .hydra
 files; training = train_group; run files = model.npz, history.csv, metrics.json), read from the
-line the launcher logs at the end. --profile also runs the largest batched grid under cProfile and
+line the launcher logs at the end, and the bookkeeping alone measured in-process in CPU time (a
+figure that other load on the machine disturbs less). --profile also runs the largest batched grid under cProfile and
 prints the functions with the most cumulative time.
 """
 from __future__ import annotations
@@ -64,6 +65,48 @@ def launcher_split(stdout: str) -> str:
     return m[1] if m else "(no timing line)"
 
 
+def bookkeeping_in_process(n_trials: int, workdir: Path) -> dict[str, float]:
+    """CPU ms per job of the launcher's bookkeeping alone, no training: composing each job (as the
+    sweeper's check and the launch do it) and writing its .hydra files, for the same grid."""
+    from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import HydraContext, RunMode
+
+    from hydra_plugins.rnnexp_batched_launcher import _core
+    from hydra_plugins.rnnexp_batched_launcher.batched_launcher import BatchedLauncher
+    from rnnexp.cli import CONF_DIR
+
+    initialize_config_dir(config_dir=CONF_DIR, version_base="1.3")
+    loader = GlobalHydra.instance().config_loader()
+    master = loader.load_configuration(
+        "config", [f"hydra.sweep.dir={workdir / 'bookkeeping'}", "hydra/launcher=batched"],
+        RunMode.MULTIRUN)
+    context = HydraContext(config_loader=loader, callbacks=Callbacks())
+    launcher = BatchedLauncher()
+    launcher.setup(hydra_context=context, task_function=None, config=master)
+    sweep = OverridesParser.create().parse_overrides([*SETTING, *grid(n_trials)])
+    axes = [[f"{o.key_or_group}={v}" for v in (o.sweep_iterator() if o.is_sweep_override()
+                                                 else [o.value()])] for o in sweep]
+    jobs = [[]]
+    for axis in axes:
+        jobs = [job + [v] for job in jobs for v in axis]
+
+    def cpu_ms(step) -> float:
+        start = time.process_time()
+        with _core._gc_paused():
+            for i, job in enumerate(jobs):
+                step(i, job)
+        return 1e3 * (time.process_time() - start) / len(jobs)
+
+    built: list = []
+    return {"check (sweeper)": cpu_ms(lambda i, o: context.config_loader.load_sweep_config(master, o)),
+            "compose (launch)": cpu_ms(lambda i, o: built.append(launcher.composer.job(o, i))),
+            ".hydra files": cpu_ms(lambda i, o: _core.write_hydra_files(built[i])),
+            "batch key": cpu_ms(lambda i, o: _core.batch_key(built[i]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--basic", type=int, default=48, help="trials for the basic launcher")
@@ -87,6 +130,11 @@ def main() -> None:
             print(f"    {launcher_split(stdout)}")
         for n, rate in rates.items():
             print(f"batched {n} / basic {opts.basic}: {rate / basic_rate:.1f}x trials/s")
+        n = max(opts.batched)
+        parts = bookkeeping_in_process(n, workdir)
+        print(f"\nbatched launcher bookkeeping in-process, {n} jobs, CPU ms/job: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
+              + f"; total {sum(parts.values()):.3f}")
         if opts.profile:
             n = max(opts.batched)
             prof = workdir / "batched.prof"
