@@ -1,0 +1,141 @@
+"""Loss against epoch for a table: one panel per reading, one line per setting (mean over seeds)
+with a min–max band, log-scale loss, the published values as markers."""
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rnnexp.artifacts import atomic_write_bytes  # noqa: E402
+from rnnexp.collect import Collection  # noqa: E402
+from rnnexp.sweeps import EPOCH, METRIC, Sweep, canonical  # noqa: E402
+from rnnexp.tables import TableResult  # noqa: E402
+
+LOSS_FLOOR = 1e-12  # a loss of exactly 0 is drawn here on the log scale
+
+
+def setting_label(sweep: Sweep, grid: dict) -> str:
+    """How a setting reads in a legend: the table's own row/column labels, e.g. "hidden size 20"."""
+    parts = []
+    for axis in (sweep.layout.rows, sweep.layout.columns):
+        if axis.key in grid:
+            i = [canonical(v) for v in axis.values].index(canonical(grid[axis.key]))
+            label = axis.labels[i]
+            if label == str(axis.values[i]):  # a bare value: say what it is
+                label = f"{axis.label} {label}"
+            parts.append(label.removeprefix("loss "))  # "loss with bias" -> "with bias"
+    return ", ".join(parts) or sweep.layout.rows.labels[0]
+
+
+def loss_curves(result: TableResult, collection: Collection, reading: str) -> list[dict]:
+    """Per setting of a reading: epochs, mean / min / max loss over seeds, and its grid values."""
+    curves = []
+    values = result.values[result.values.reading == reading]
+    for setting in result.sweep.settings():
+        if setting.reading != reading:
+            continue
+        grid = dict(setting.grid)
+        runs = _runs_of_setting(result, values, grid)
+        if not runs:
+            continue
+        losses = [collection.history(r).loss.to_numpy(float) for r in runs]
+        length = max(len(x) for x in losses)
+        stack = np.full((len(losses), length), np.nan)  # (seeds, epochs), NaN after a run stopped
+        for i, x in enumerate(losses):
+            stack[i, :len(x)] = x
+        stack = np.maximum(stack, LOSS_FLOOR)
+        with np.errstate(all="ignore"):
+            curves.append({"grid": grid, "epochs": np.arange(1, length + 1), "n": len(runs),
+                           "mean": np.nanmean(stack, 0), "min": np.nanmin(stack, 0),
+                           "max": np.nanmax(stack, 0)})
+    return curves
+
+
+def _runs_of_setting(result: TableResult, values, grid: dict) -> list[str]:
+    layout = result.sweep.layout
+    mask = np.ones(len(values), bool)
+    for axis, col in ((layout.rows, "row"), (layout.columns, "col")):
+        if axis.key in grid:
+            i = [canonical(v) for v in axis.values].index(canonical(grid[axis.key]))
+            mask &= (values[col] == i).to_numpy()
+    return sorted(set(values.run_dir[mask]))
+
+
+def published_points(sweep: Sweep, grid: dict) -> list[tuple[int, float]]:
+    """(epoch, value) of the published losses that belong to a setting."""
+    layout = sweep.layout
+    points = []
+    for r, row in enumerate(layout.rows.values):
+        for c, col in enumerate(layout.columns.values):
+            axes = {layout.rows.key: row, layout.columns.key: col}
+            if any(k in grid and canonical(grid[k]) != canonical(v) for k, v in axes.items()):
+                continue
+            metric = axes.get(METRIC, layout.metric)
+            if metric not in ("loss", "final_loss"):
+                continue
+            epoch = axes.get(EPOCH, layout.at_epoch) or sweep.epochs
+            p = sweep.published[r][c]
+            points.append((epoch, max(p.value, p.floor)))
+    return points
+
+
+def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
+    sweep = result.sweep
+    readings = [r.name for r in sweep.readings]
+    ncols = min(2, len(readings))
+    nrows = (len(readings) + ncols - 1) // ncols
+    width = max(6.4 * ncols, 9.5)  # wide enough for the title and a legend row
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 4.4 * nrows + 0.6), squeeze=False,
+                             sharey=True)
+    n_seeds = set()
+    for ax, reading in zip(axes.flat, readings):
+        curves = loss_curves(result, collection, reading)
+        for i, curve in enumerate(curves):
+            color = f"C{i}"
+            label = f"{setting_label(sweep, curve['grid'])}"
+            ax.plot(curve["epochs"], curve["mean"], color=color, lw=1.4, label=label)
+            ax.fill_between(curve["epochs"], curve["min"], curve["max"], color=color, alpha=0.18,
+                            lw=0)
+            for epoch, value in published_points(sweep, curve["grid"]):
+                ax.plot([epoch], [value], marker="D", ms=7, mfc="white", mec=color, mew=1.8,
+                        ls="none")
+            n_seeds.add(curve["n"])
+        if "epochs_to_converge" in (sweep.layout.columns.values + sweep.layout.rows.values):
+            ax.axhline(5e-5, color="grey", ls=":", lw=1)
+            ax.text(1, 5e-5, " converged below 5e-5", color="grey", va="bottom", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.grid(True, which="major", alpha=0.3)
+        best = " (best fit)" if result.best_reading == reading and sweep.ambiguous else ""
+        ax.set_title(f"reading: {reading}{best}" if sweep.ambiguous else "", fontsize=10)
+        if curves:
+            ax.plot([], [], marker="D", mfc="white", mec="black", ls="none", label="published")
+        else:
+            ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="grey")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss (log scale)")
+    for ax in list(axes.flat)[len(readings):]:
+        ax.axis("off")
+    seeds = "/".join(str(n) for n in sorted(n_seeds)) or "0"
+    title = sweep.title + (f" (quick mode: {sweep.epochs} epochs)" if sweep.quick else "")
+    key = (f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over seeds, "
+           f"◇: published (a printed 0 drawn at its rounding limit)")
+    chars = int(width * 11)  # characters per title line at this font size
+    fig.suptitle("\n".join(textwrap.wrap(title, chars) + textwrap.wrap(key, chars)), fontsize=11)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend below the panels: every panel has the same settings and colours
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(handles)), fontsize=9,
+                   frameon=False)
+    rows_of_legend = (len(handles) + 3) // 4
+    fig.tight_layout(rect=(0, 0.3 * rows_of_legend / fig.get_figheight() + 0.01, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)

@@ -1,0 +1,325 @@
+"""results/ from the run dirs: runs.csv, tables/<name>.csv|.md, plots/<name>.png and REPORT.md.
+
+REPORT.md is a list of registered sections (`register_section`), each rendering Markdown from a
+ReportContext: how the report was made, the tables of every sweep, the verdicts on the report's
+ambiguities, the check of its conclusions, and skipped run dirs. A study added later (e.g. an Optuna
+search) registers its own section with an `order` that places it.
+
+`rnnexp-report [--results DIR] [--quick]` rebuilds everything from existing runs, without training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Optional
+
+from rnnexp.artifacts import atomic_write_text
+from rnnexp.claims import check_conclusions, claims_markdown
+from rnnexp.collect import Collection, RunDirWarning, collect, write_runs_csv
+from rnnexp.sweeps import Sweep, SweepError, load_sweeps
+from rnnexp.tables import (TableResult, build_table, fit_markdown, fit_verdict, table_csv,
+                           table_markdown)
+
+MANIFEST = "reproduce.json"  # written by rnnexp-reproduce: how the runs were made
+PACKAGES = ("torch", "numpy", "pandas", "hydra-core", "omegaconf", "optuna", "matplotlib")
+
+
+class ReportError(ValueError):
+    """Bad input to the report (results dir, sweep names); one line."""
+
+
+@dataclass
+class ReportContext:
+    results: Path
+    sweeps: list[Sweep]
+    collection: Collection
+    tables: dict[str, TableResult]
+    manifest: dict
+    quick: bool
+    extra: dict = field(default_factory=dict)  # room for sections added later (studies, ...)
+
+    def runs_dir(self) -> Path:
+        return self.results / "runs"
+
+
+# ---------------------------------------------------------------- the section registry
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    order: int  # REPORT.md lists sections by this
+    render: Callable[[ReportContext], str]
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def register_section(name: str, order: int, render: Callable[[ReportContext], str]) -> None:
+    """Add (or replace) a REPORT.md section. Built in: made 0, tables 100, ambiguities 200,
+    conclusions 300, problems 900."""
+    SECTIONS[name] = Section(name, order, render)
+
+
+# ---------------------------------------------------------------- how it was made
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores available ({os.cpu_count()} in the machine), {platform.system()} {platform.release()}"
+
+
+def versions_line() -> str:
+    parts = [f"Python {platform.python_version()}"]
+    for name in PACKAGES:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def render_made(ctx: ReportContext) -> str:
+    m = ctx.manifest
+    mode = ("**quick mode**: a tenth of the epochs and fewer seeds; a first look, not comparable "
+            "with the published values" if ctx.quick else "full epoch budgets")
+    seeds = sorted({int(s) for t in ctx.tables.values() for s in t.values.seed})
+    lines = ["## How this report was made", ""]
+    if m:
+        lines += [f"- Command: `{m.get('command', 'rnnexp-reproduce')}` (launcher: {m.get('launcher', '?')}), "
+                  f"started {m.get('started', '?')}, took {m.get('wall_s', 0):.0f} s; "
+                  f"{m.get('runs_trained', 0)} runs trained, {m.get('runs_done_before', 0)} found done."]
+        if m.get("failures"):
+            lines.append("- Failed: " + "; ".join(m["failures"]))
+    lines += [
+        f"- Report built {datetime.now().astimezone().isoformat(timespec='seconds')} by "
+        f"`rnnexp-report --results {ctx.results}`, from {len(ctx.collection.runs)} run dirs under "
+        f"`{ctx.runs_dir()}` ({len(ctx.collection.problems)} skipped as unreadable).",
+        f"- Mode: {mode}. Seeds found: {', '.join(map(str, seeds)) or 'none'} "
+        f"(each cell says how many it averages).",
+        f"- Software: {versions_line()}.",
+        f"- Machine: {machine_line()}.",
+        "- Every cell is the mean ± sample sd over seeds (n = seeds), beside the report's printed "
+        "value. Plots: mean over seeds, a min–max band, log-scale loss; ◇ marks published values.",
+        "- All runs: `runs.csv` (one row per run); tables as CSV and Markdown in `tables/`, plots "
+        "in `plots/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- tables
+
+def _display_dir(ctx: ReportContext, sweep: Sweep) -> str:
+    path = sweep.sweep_dir(ctx.runs_dir())
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def render_sweep(ctx: ReportContext, sweep: Sweep) -> str:
+    result = ctx.tables[sweep.name]
+    lines = [f"### {sweep.title}", "", sweep.note, ""]
+    if sweep.quick:
+        lines += [f"*Quick mode: {sweep.epochs} epochs" + (
+            f", read at epochs {', '.join(sweep.layout.rows.labels)}"
+            if sweep.layout.rows.key == "epoch" else "") + "; not comparable with the published "
+            "values.*", ""]
+    commands = sweep.commands(Path(_display_dir(ctx, sweep)))
+    lines += [f"Sweep file `sweeps/{sweep.name}.yaml`; run by hand with"
+              + (" (one multirun per group of readings)" if len(commands) > 1 else "") + ":", "",
+              "```sh"]
+    lines += [shlex.join(["rnnexp-train", *c]) for c in commands]
+    lines += ["```", ""]
+    ordered = [r.name for r in sweep.readings]
+    if result.values.empty:
+        lines += ["No runs of this sweep yet: the published values, with the command above to "
+                  "make them.", "", table_markdown(result, ordered[0])]
+        if sweep.ambiguous:
+            lines += [f"**Ambiguity.** {sweep.ambiguity} Every reading will be run.", ""]
+        return "\n".join(lines)
+    if sweep.ambiguous:
+        lines += [f"**Ambiguity.** {sweep.ambiguity} Both (all) readings were run.", "",
+                  fit_markdown(result), fit_verdict(result), ""]
+        if result.best_reading:
+            ordered.sort(key=lambda r: r != result.best_reading)
+    for reading in ordered:
+        if sweep.ambiguous:
+            best = " (best fit)" if reading == result.best_reading else ""
+            lines += [f"Reading **{reading}**{best}:", ""]
+        lines += [table_markdown(result, reading)]
+    lines += [f"![{sweep.title}](plots/{sweep.name}.png)", ""]
+    return "\n".join(lines)
+
+
+def render_tables(ctx: ReportContext) -> str:
+    out, section = [], None
+    for sweep in ctx.sweeps:
+        if sweep.section != section:
+            section = sweep.section
+            out += [f"## {section}", ""]
+        out.append(render_sweep(ctx, sweep))
+    return "\n".join(out)
+
+
+def render_ambiguities(ctx: ReportContext) -> str:
+    lines = ["## Where the report contradicts itself: verdicts", ""]
+    for sweep in ctx.sweeps:
+        if sweep.ambiguous:
+            lines.append(f"- **{sweep.title}** — {sweep.ambiguity} {fit_verdict(ctx.tables[sweep.name])}")
+    if len(lines) == 2:
+        lines.append("- No sweep has alternative readings.")
+    return "\n".join(lines) + "\n"
+
+
+def render_conclusions(ctx: ReportContext) -> str:
+    checks = check_conclusions(ctx.tables, ctx.collection)
+    ctx.extra["claims"] = checks
+    return ("## The report's conclusions, checked across seeds\n\n"
+            "Verdicts: *holds* (every seed/setting), *holds mostly* (at least half), *mostly "
+            "fails*, *fails* (none).\n\n" + claims_markdown(checks))
+
+
+def render_problems(ctx: ReportContext) -> str:
+    if not ctx.collection.problems:
+        return ""
+    lines = ["## Run dirs left out", "", "These dirs hold an unfinished or damaged run and were "
+             "not counted:", ""]
+    lines += [f"- `{p.run_dir}`: {p.reason}" for p in ctx.collection.problems]
+    return "\n".join(lines) + "\n"
+
+
+register_section("made", 0, render_made)
+register_section("tables", 100, render_tables)
+register_section("ambiguities", 200, render_ambiguities)
+register_section("conclusions", 300, render_conclusions)
+register_section("problems", 900, render_problems)
+
+
+# ---------------------------------------------------------------- building everything
+
+def ensure_writable(path: Path) -> Path:
+    """Create `path` if needed and prove a file can be written there; ReportError otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ReportError(f"results dir {str(path)!r} is not writable ({e.strerror or e})") from None
+    return path
+
+
+def read_manifest(results: Path) -> dict:
+    try:
+        data = json.loads((Path(results) / MANIFEST).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def report_sweeps(quick: bool, seeds: Optional[int] = None,
+                  sweeps_dir: Optional[Path] = None) -> list[Sweep]:
+    """The sweeps as the reproduction ran them (quick or not, its --seeds)."""
+    kwargs = {"sweeps_dir": sweeps_dir} if sweeps_dir else {}
+    sweeps = load_sweeps(**kwargs)
+    if quick:
+        return [s.quick_version(seeds) for s in sweeps]
+    return [s.with_seeds(seeds) for s in sweeps] if seeds else sweeps
+
+
+def build_report(results: Path, quick: Optional[bool] = None, sweeps_dir: Optional[Path] = None,
+                 warn: bool = False) -> ReportContext:
+    """Collect results/runs, write runs.csv, every table and plot, and REPORT.md."""
+    from rnnexp.plots import plot_table  # matplotlib only when drawing
+
+    results = ensure_writable(results)
+    manifest = read_manifest(results)
+    if quick is None or quick == bool(manifest.get("quick", False)):
+        quick, seeds = bool(manifest.get("quick", False)), manifest.get("seeds")
+    else:
+        seeds = None
+    sweeps = report_sweeps(quick, seeds, sweeps_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always" if warn else "ignore", RunDirWarning)
+        collection = collect(results / "runs", base=results, warn=warn)
+    tables = {s.name: build_table(s, collection) for s in sweeps}
+    ctx = ReportContext(results, sweeps, collection, tables, manifest, quick)
+
+    write_runs_csv(collection, results / "runs.csv")
+    for d in ("tables", "plots"):
+        (results / d).mkdir(exist_ok=True)
+    for name, result in tables.items():
+        atomic_write_text(results / "tables" / f"{name}.csv", table_csv(result).to_csv(index=False))
+        atomic_write_text(results / "tables" / f"{name}.md", _table_file_markdown(result))
+        plot_table(result, collection, results / "plots" / f"{name}.png")
+    atomic_write_text(results / "REPORT.md", render_report(ctx))
+    return ctx
+
+
+def _table_file_markdown(result: TableResult) -> str:
+    sweep = result.sweep
+    parts = [f"# {sweep.title}\n", sweep.note + "\n"]
+    if sweep.ambiguous:
+        parts += [fit_markdown(result), fit_verdict(result) + "\n"]
+    for r in sweep.readings:
+        if sweep.ambiguous:
+            parts.append(f"Reading **{r.name}**{' (best fit)' if r.name == result.best_reading else ''}:\n")
+        parts.append(table_markdown(result, r.name))
+    return "\n".join(parts)
+
+
+def render_report(ctx: ReportContext) -> str:
+    title = "# Reproduction of \"Visual Recognition Part-2, Assignment 1\" (character-level RNNs)\n"
+    body = [s.render(ctx) for s in sorted(SECTIONS.values(), key=lambda s: (s.order, s.name))]
+    return title + "\n" + "\n".join(b for b in body if b)
+
+
+# ---------------------------------------------------------------- command line
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def report_main(argv: Optional[list[str]] = None) -> None:
+    parser = OneLineParser(prog="rnnexp-report",
+                           description="Rebuild tables, plots and REPORT.md from existing runs.")
+    parser.add_argument("--results", default="results", help="results dir (default: results)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="tables of a --quick reproduction (default: as recorded by it)")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    try:
+        if not results.is_dir():
+            raise ReportError(f"results dir {str(results)!r} does not exist")
+        ctx = build_report(results, quick=args.quick)
+    except (ReportError, SweepError) as e:
+        print(f"rnnexp-report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for p in ctx.collection.problems:
+        print(f"rnnexp-report: warning: skipped {p}", file=sys.stderr)
+    print(f"{len(ctx.collection.runs)} runs -> {results / 'REPORT.md'}")
+
+
+if __name__ == "__main__":
+    report_main()

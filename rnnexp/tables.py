@@ -1,0 +1,271 @@
+"""A sweep's runs -> its table: a value per (reading, row, column, seed), cells as mean ± sd over
+seeds beside the published value, and how well each reading fits the published numbers.
+
+Runs are matched to a table by their whole config (every key but the seed and the settings that do
+not change the numbers), not by the folder they sit in: a run made by hand with the same settings
+counts, a run with any other setting does not.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from rnnexp.collect import Collection
+from rnnexp.sweeps import EPOCH, METRIC, METRICS, Sweep, canonical, expected_configs
+
+# config keys that do not change a run's numbers
+CLOSE_FIT = 0.05  # log10-distances closer than this (a factor 1.12) do not single out a reading
+IGNORED_KEYS = ("seed", "device", "train.skip_done", "train.checkpoint", "train.max_word_length")
+
+
+@dataclass
+class TableResult:
+    sweep: Sweep
+    values: pd.DataFrame  # long: reading, row, col, seed, value, generated, spells_word, run_dir
+    cells: pd.DataFrame  # one per (reading, row, col): mean, sd, n, min, max, published, ...
+    fit: pd.DataFrame  # one per reading: log_distance, cells, best
+
+    @property
+    def best_reading(self) -> Optional[str]:
+        best = self.fit[self.fit.best]
+        return None if best.empty else str(best.reading.iloc[0])
+
+    def runs_of(self, reading: str) -> pd.DataFrame:
+        """run_dir, setting label and seed of every run behind the reading's table."""
+        v = self.values[self.values.reading == reading]
+        return v.drop_duplicates("run_dir")
+
+
+# ---------------------------------------------------------------- matching runs to settings
+
+def matching_runs(frame: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Rows of `frame` whose config equals `config` on every key that changes the numbers."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in config.items():
+        if key in IGNORED_KEYS:
+            continue
+        if key not in frame:
+            return frame.iloc[0:0]
+        want = canonical(value)
+        mask &= frame[key].map(lambda v, w=want: canonical(v) == w)
+    return frame[mask]
+
+
+def setting_runs(sweep: Sweep, collection: Collection) -> list[tuple]:
+    """(setting, runs of that setting, one per seed) for every setting of the sweep."""
+    out = []
+    for setting, config in expected_configs(sweep):
+        runs = matching_runs(collection.runs, config)
+        runs = runs.sort_values("run_dir").drop_duplicates("seed")  # the same run twice counts once
+        out.append((setting, runs))
+    return out
+
+
+# ---------------------------------------------------------------- values
+
+def _metric_value(run: pd.Series, metric: str, epoch: Optional[int], collection: Collection) -> float:
+    if metric == "loss" and epoch is not None:
+        history = collection.history(run.run_dir)
+        at = history.loss[history.epoch == epoch]
+        return float(at.iloc[0]) if len(at) else math.nan
+    key = "final_loss" if metric == "loss" else metric
+    value = run.get(key)
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
+def table_values(sweep: Sweep, collection: Collection) -> pd.DataFrame:
+    """One row per (reading, row, column, seed) of the table, with the run it came from."""
+    layout = sweep.layout
+    records = []
+    for setting, runs in setting_runs(sweep, collection):
+        grid = dict(setting.grid)
+        for _, run in runs.iterrows():
+            for r, row in enumerate(layout.rows.values):
+                for c, col in enumerate(layout.columns.values):
+                    axes = {layout.rows.key: row, layout.columns.key: col}
+                    if any(k in grid and canonical(grid[k]) != canonical(v) for k, v in axes.items()):
+                        continue
+                    metric = axes.get(METRIC, layout.metric)
+                    epoch = axes.get(EPOCH, layout.at_epoch)
+                    records.append({
+                        "reading": setting.reading, "row": r, "col": c, "seed": int(run.seed),
+                        "value": _metric_value(run, metric, epoch, collection),
+                        "generated": run.get("generated"), "spells_word": bool(run.get("spells_word")),
+                        "run_dir": run.run_dir})
+    columns = ["reading", "row", "col", "seed", "value", "generated", "spells_word", "run_dir"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+# ---------------------------------------------------------------- cells and fit
+
+def log_distance(reproduced: float, published, floor: Optional[float] = None) -> float:
+    """|log10 reproduced - log10 published|; both are raised to `floor` first (half a unit of the
+    last printed digit), so a printed 0.00000 matches anything below 5e-6."""
+    value = published.value if hasattr(published, "value") else float(published)
+    floor = published.floor if floor is None and hasattr(published, "floor") else (floor or 1e-12)
+    if not np.isfinite(reproduced):
+        return math.nan
+    return abs(math.log10(max(reproduced, floor)) - math.log10(max(value, floor)))
+
+
+def _mode(strings) -> tuple[Optional[str], int]:
+    counts = Counter(s for s in strings if isinstance(s, str))
+    if not counts:
+        return None, 0
+    return counts.most_common(1)[0]
+
+
+def table_cells(sweep: Sweep, values: pd.DataFrame) -> pd.DataFrame:
+    layout = sweep.layout
+    records = []
+    for reading in (r.name for r in sweep.readings):
+        for r in range(len(layout.rows.values)):
+            for c in range(len(layout.columns.values)):
+                v = values[(values.reading == reading) & (values.row == r) & (values.col == c)]
+                finite = v.value[np.isfinite(v.value.astype(float))]
+                published = sweep.published[r][c]
+                mean = float(finite.mean()) if len(finite) else math.nan
+                generated, _ = _mode(v.generated)
+                records.append({
+                    "reading": reading, "row": r, "col": c,
+                    "row_label": layout.rows.labels[r], "col_label": layout.columns.labels[c],
+                    "mean": mean, "sd": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+                    "min": float(finite.min()) if len(finite) else math.nan,
+                    "max": float(finite.max()) if len(finite) else math.nan,
+                    "n": int(len(finite)), "runs": int(len(v)),
+                    "published": published.value, "published_text": published.text,
+                    "log_distance": log_distance(mean, published),
+                    "generated": generated, "spelled": int(v.spells_word.sum()),
+                })
+    return pd.DataFrame.from_records(records)
+
+
+def reading_fit(sweep: Sweep, cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean log-distance between reproduced means and published values, per reading; the
+    reading with the smallest one is the best fit (only where every reading has all its cells)."""
+    records = []
+    for reading in (r.name for r in sweep.readings):
+        c = cells[cells.reading == reading]
+        d = c.log_distance.dropna()
+        records.append({"reading": reading, "log_distance": float(d.mean()) if len(d) else math.nan,
+                        "cells": int(len(d)), "of": int(len(c))})
+    fit = pd.DataFrame.from_records(records)
+    complete = fit.cells == fit.of
+    fit["best"] = False
+    if complete.all() and len(fit):
+        fit.loc[fit.log_distance.idxmin(), "best"] = True
+    return fit
+
+
+def build_table(sweep: Sweep, collection: Collection) -> TableResult:
+    values = table_values(sweep, collection)
+    cells = table_cells(sweep, values)
+    return TableResult(sweep, values, cells, reading_fit(sweep, cells))
+
+
+# ---------------------------------------------------------------- presentation
+
+def fmt_value(x: float, metric: str = "loss") -> str:
+    if x is None or not np.isfinite(x):
+        return "–"
+    if metric == "epochs_to_converge":
+        return f"{x:.0f}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def fmt_cell(cell: pd.Series, metric: str = "loss") -> str:
+    """"mean ± sd (n=5)"; no runs: "no runs"."""
+    if cell.n == 0:
+        return "no runs" if cell.runs == 0 else f"not reached (0/{cell.runs})"
+    text = fmt_value(cell["mean"], metric)
+    if cell.n > 1:
+        text += f" ± {fmt_value(cell.sd, metric) if metric == 'epochs_to_converge' else f'{cell.sd:.2g}'}"
+    if cell.n < cell.runs:  # e.g. runs that never converged
+        return f"{text} (n={cell.n} of {cell.runs})"
+    return f"{text} (n={cell.n})"
+
+
+def cell_metric(sweep: Sweep, r: int, c: int) -> str:
+    layout = sweep.layout
+    axes = {layout.rows.key: layout.rows.values[r], layout.columns.key: layout.columns.values[c]}
+    return axes.get(METRIC, layout.metric)
+
+
+def table_csv(result: TableResult) -> pd.DataFrame:
+    """The table as the report lays it out, one block of rows per reading; for every report column
+    its mean, sd, n and published value."""
+    sweep, cells = result.sweep, result.cells
+    layout = sweep.layout
+    records = []
+    for (reading, r), block in cells.groupby(["reading", "row"], sort=False):
+        rec = {"reading": reading, layout.rows.label or "row": layout.rows.labels[r]}
+        for _, cell in block.iterrows():
+            name = cell.col_label
+            rec[f"{name} mean"] = cell["mean"]
+            rec[f"{name} sd"] = cell.sd
+            rec[f"{name} n"] = cell.n
+            rec[f"{name} published"] = cell.published_text
+        if layout.generated:
+            rec["generated (most common)"] = block.generated.iloc[0]
+            rec["seeds spelling the word"] = int(block.spelled.iloc[0])
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def table_markdown(result: TableResult, reading: str) -> str:
+    """One reading's table: the report's rows and columns, each reproduced beside published."""
+    sweep = result.sweep
+    layout = sweep.layout
+    cells = result.cells[result.cells.reading == reading]
+    word = dict(sweep.fixed).get("word", "")
+    header = [layout.rows.label or " "]
+    for label in layout.columns.labels:
+        header += [f"{label}: reproduced", "published"]
+    if layout.generated:
+        header += ["generates (most common)", f"seeds spelling {word!r}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r, row_label in enumerate(layout.rows.labels):
+        row = [row_label]
+        for c in range(len(layout.columns.values)):
+            cell = cells[(cells.row == r) & (cells.col == c)].iloc[0]
+            row += [fmt_cell(cell, cell_metric(sweep, r, c)), cell.published_text]
+        if layout.generated:
+            first = cells[cells.row == r].iloc[0]
+            row += [f"`{first.generated}`" if first.generated else "–",
+                    f"{first.spelled}/{first.runs}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fit_markdown(result: TableResult) -> str:
+    fit = result.fit
+    lines = ["| reading | mean log10-distance to published | cells |", "|---|---|---|"]
+    for _, f in fit.iterrows():
+        dist = "–" if not np.isfinite(f.log_distance) else f"{f.log_distance:.2f}"
+        name = f"**{f.reading}** (best fit)" if f.best else f.reading
+        lines.append(f"| {name} | {dist} | {f.cells}/{f.of} |")
+    return "\n".join(lines) + "\n"
+
+
+def fit_verdict(result: TableResult) -> str:
+    """One sentence: which reading the published numbers fit, and by how much."""
+    fit = result.fit.sort_values("log_distance")
+    best = result.best_reading
+    if best is None:
+        return "Not every reading has runs in every cell yet, so no reading is picked."
+    first = fit.iloc[0]
+    factor = 10 ** first.log_distance
+    text = (f"The published numbers fit **{best}** best: its means are off by a factor of "
+            f"{factor:.2g} on average (mean |log10 ratio| {first.log_distance:.2f})")
+    if len(fit) > 1:
+        second = fit.iloc[1]
+        text += (f", against {10 ** second.log_distance:.2g} ({second.log_distance:.2f}) for the "
+                 f"next best, {second.reading}")
+        if second.log_distance - first.log_distance < CLOSE_FIT:
+            text += "; too close to tell the readings apart"
+    return text + "."
