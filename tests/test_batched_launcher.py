@@ -230,6 +230,23 @@ def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monk
                                                                   ("pruned", 5)]
 
 
+def test_torch_threads_are_set_while_training_and_restored(tmp_path, hydra_loader, monkeypatch):
+    import torch
+
+    import rnnexp.train
+
+    seen, real = [], rnnexp.train.train_group
+
+    def spy(cfgs, hooks=None, engine_cls=None):
+        seen.append(torch.get_num_threads())
+        return real(cfgs, hooks, engine_cls)
+
+    monkeypatch.setattr(rnnexp.train, "train_group", spy)
+    before = torch.get_num_threads()
+    _launcher(tmp_path, hydra_loader, threads=1).launch([["train.epochs=2"]], 0)
+    assert seen == [1] and torch.get_num_threads() == before
+
+
 def test_launcher_device_and_dtype_apply_where_the_job_sets_none(tmp_path, hydra_loader):
     launcher = _launcher(tmp_path, hydra_loader, dtype="float32", device="cpu")
     returns = launcher.launch([["train.epochs=2"], ["train.epochs=2", "dtype=float64"]], 0)
@@ -239,7 +256,7 @@ def test_launcher_device_and_dtype_apply_where_the_job_sets_none(tmp_path, hydra
 
 def test_options_are_checked_with_one_line_naming_them():
     for kwargs, key in (({"max_batch": 0}, "max_batch"), ({"device": "tpu"}, "device"),
-                        ({"dtype": "float16"}, "dtype")):
+                        ({"dtype": "float16"}, "dtype"), ({"threads": 0}, "threads")):
         with pytest.raises(LauncherOptionError, match=f"hydra.launcher.{key}"):
             BatchedLauncher(**kwargs)
 

@@ -140,6 +140,20 @@ class _Echo:
 
 # ---------------------------------------------------------------------------- the launch
 
+def _launch_batch(chunk: list[int], jobs: list, hook_for, fail, train) -> None:
+    """Make each member's hook (with its job's env_set in os.environ), then train the batch."""
+    members, hooks = [], []
+    for i in chunk:
+        try:
+            with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
+                hooks.append(hook_for(jobs[i].cfg))
+            members.append(i)
+        except Exception as e:  # noqa: BLE001
+            fail(i, e)
+    if members:
+        train(members, hooks)
+
+
 def batch_key(job: Job) -> Optional[str]:
     """Jobs with equal keys share a GroupSpec and epochs, so train_group takes them as one batch:
     the whole run config except what a member owns (seed, the optimizer's numeric arguments).
@@ -162,6 +176,19 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def _torch_threads(n: Optional[int]):
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _chunks(items: list, size: Optional[int]):
@@ -279,17 +306,9 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
     batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
     log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "
              f"{config.hydra.sweep.dir}")
-    for chunk in batches:
-        members, hooks = [], []
-        for i in chunk:
-            try:
-                with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
-                    hooks.append(hook_for(jobs[i].cfg))
-                members.append(i)
-            except Exception as e:  # noqa: BLE001
-                fail(i, e)
-        if members:
-            train(members, hooks)
+    with _torch_threads(launcher.threads):
+        for chunk in batches:
+            _launch_batch(chunk, jobs, hook_for, fail, train)
     echo.close()
     launcher.composer.forget_pending()
     timer.compose, launcher.composer.seconds = launcher.composer.seconds, 0.0

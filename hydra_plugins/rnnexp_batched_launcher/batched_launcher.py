@@ -14,11 +14,11 @@ from .config import BatchedLauncherConf  # noqa: F401  (registers hydra/launcher
 
 class BatchedLauncher(Launcher):
     def __init__(self, max_batch: Optional[int] = 4096, device: Optional[str] = None,
-                 dtype: Optional[str] = None, progress: bool = False,
+                 dtype: Optional[str] = None, progress: bool = False, threads: Optional[int] = 1,
                  engine: Optional[str] = None) -> None:
         super().__init__()
-        check_options(max_batch, device, dtype)
-        self.max_batch, self.device, self.dtype = max_batch, device, dtype
+        check_options(max_batch, device, dtype, threads)
+        self.max_batch, self.device, self.dtype, self.threads = max_batch, device, dtype, threads
         self.progress, self.engine = bool(progress), engine
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None

@@ -17,6 +17,10 @@ class BatchedLauncherConf:
     dtype: Optional[str] = None
     # a tqdm bar over the jobs on stderr (the per-job summary lines are then left out)
     progress: bool = False
+    # torch intra-op threads while training (null: torch's own setting). A batch's tensors are
+    # small (hidden x members), and with 2 threads the stacked engine ran 15x slower on a busy
+    # 2-core machine than with 1
+    threads: Optional[int] = 1
     # import path of an Engine class to train every batch with (null: rnnexp.train.default_engine)
     engine: Optional[str] = None
 
