@@ -230,6 +230,23 @@ def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monk
                                                                   ("pruned", 5)]
 
 
+def test_without_a_stacked_engine_the_jobs_train_one_by_one(tmp_path, hydra_loader, monkeypatch):
+    import rnnexp.train
+
+    real = rnnexp.train.default_engine
+
+    def no_stack(group, n_members):
+        if n_members > 1:
+            raise ModuleNotFoundError("No module named 'rnnexp.engine.torch_stack'",
+                                      name="rnnexp.engine.torch_stack")
+        return real(group, n_members)
+
+    monkeypatch.setattr(rnnexp.train, "default_engine", no_stack)
+    returns = _launcher(tmp_path, hydra_loader, engine=None).launch(
+        [["optimizer.lr=0.1", "train.epochs=3"], ["optimizer.lr=0.2", "train.epochs=3"]], 0)
+    assert [r.return_value["optimizer_args"]["lr"] for r in returns] == [0.1, 0.2]
+
+
 def test_torch_threads_are_set_while_training_and_restored(tmp_path, hydra_loader, monkeypatch):
     import torch
 
