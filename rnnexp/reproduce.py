@@ -122,7 +122,7 @@ def _child_env(launcher: str) -> dict:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if launcher == "basic":
         # one small model at a time: torch's thread pool costs more than it saves (on a busy
-        # 2-core machine 10-20x per epoch); the batched launcher's stacked runs keep the default
+        # 2-core machine 10-20x per epoch); the batched launcher sets its own (`threads`, default 1)
         env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
