@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +15,18 @@ import numpy as np
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside `path` (unique to this process and thread), then rename:
+    readers see the old file or the whole new one, never a part."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -157,8 +157,9 @@ def resolve_word(cfg: DictConfig) -> str:
     return cfg.word
 
 
-def validate(cfg: DictConfig) -> str:
+def validate(cfg) -> str:
     """Check every value a run depends on; return the training text."""
+    cfg = plain(cfg)
     word = resolve_word(cfg)
     key = "word_file" if cfg.get("word_file") else "word"
     _require(isinstance(word, str), key, "must be a string", word)
@@ -217,9 +218,31 @@ def _validate_optimizer(o: DictConfig, model: str) -> None:
                  "needs momentum > 0 and dampening = 0", True)
 
 
-def optimizer_args(o: DictConfig) -> dict:
+class Plain(dict):
+    """A resolved config as plain dicts with attribute access: reading a value costs a dict
+    lookup instead of a DictConfig node access, which matters when a batch holds thousands."""
+
+    __slots__ = ()
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def plain(cfg) -> Plain:
+    """`cfg` (a DictConfig, a dict or a Plain) as a Plain tree."""
+    if isinstance(cfg, Plain):
+        return cfg
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    return Plain({k: plain(v) if isinstance(v, dict) else v for k, v in cfg.items()})
+
+
+def optimizer_args(o) -> dict:
     """The torch.optim keyword arguments of an optimizer config (betas as a tuple)."""
-    args = OmegaConf.to_container(o, resolve=True)
+    args = dict(OmegaConf.to_container(o, resolve=True) if isinstance(o, DictConfig) else o)
     args.pop("name")
     if "betas" in args:
         args["betas"] = tuple(args["betas"])

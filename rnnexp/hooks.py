@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,7 @@ ENV_REPORT_EVERY = "RNNEXP_OPTUNA_REPORT_EVERY"
 PRUNER_ATTR = "pruner"  # study user attr: the pruner's `_target_` config, for jobs in other processes
 PRUNED_ATTR = "pruned_at_epoch"  # trial user attr set by the lead seed when the pruner stops it
 MEMORY_STORAGE = "memory"
+SCHEMA_RACE_ATTEMPTS = 5
 
 
 class StorageError(ValueError):
@@ -75,19 +77,61 @@ def resolve_storage(spec: str | None, default_path: str | Path) -> str:
     return str(Path(spec).absolute())
 
 
-def open_storage(url: str) -> "optuna.storages.BaseStorage":
-    """Open a resolved storage (see resolve_storage); any failure is one line naming the URL."""
+def is_rdb_url(url: str) -> bool:
+    """sqlite:///..., postgresql://..., mysql+pymysql://...: Optuna's RDB storage (SQLAlchemy)."""
+    return "://" in url
+
+
+def open_storage(url: str, *, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None,
+                 stale_trial_callback: Any = None) -> "optuna.storages.BaseStorage":
+    """Open a resolved storage (see resolve_storage); any failure is one line naming the URL.
+
+    The heartbeat arguments go to RDBStorage (the sweeper's own storage; jobs need none).
+    """
     import optuna
 
     try:
         if url == MEMORY_STORAGE:
             return optuna.storages.InMemoryStorage()
-        if "://" in url:
-            return optuna.storages.RDBStorage(url)
+        if is_rdb_url(url):
+            return _open_rdb(url, heartbeat_interval, grace_period, stale_trial_callback)
         return _open_journal_file(Path(url))
     except Exception as err:  # noqa: BLE001 - every cause gets the same one-line message
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"cannot open Optuna storage {url!r}: {reason}") from err
+
+
+def _open_rdb(url: str, heartbeat_interval: int | None, grace_period: int | None,
+              stale_trial_callback: Any) -> "optuna.storages.RDBStorage":
+    import warnings
+
+    import optuna
+
+    import sqlalchemy.exc
+
+    # a server drops idle connections (MySQL's wait_timeout); test each one before use
+    engine_kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period, heartbeat_stale_trial_callback=stale_trial_callback)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError) as err:
+            # workers started together on an empty database all create Optuna's tables: the
+            # losers of that race find them there on the next try
+            if attempt == SCHEMA_RACE_ATTEMPTS or not _lost_schema_race(err):
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(err: Exception) -> bool:
+    text = str(err).lower()
+    return "already exists" in text or "duplicate" in text
 
 
 def _open_journal_file(path: Path) -> "optuna.storages.JournalStorage":

@@ -16,7 +16,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from rnnexp.study import reproduce_steps as study_steps
 from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps, sweep_paths
 
 POLL_S = 0.5
+STOP = threading.Event()  # set when the reproduction is interrupted: every step stops its child
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Options:
     quick: bool
     only: Optional[list[str]]
     launcher: str  # basic | batched
+    jobs: int = 1  # steps run at the same time
 
 
 @dataclass
@@ -99,7 +103,8 @@ class SweepStep:
                                         stderr=subprocess.STDOUT, env=_child_env(opts.launcher))
                 try:
                     while proc.poll() is None:
-                        time.sleep(POLL_S)
+                        if STOP.wait(POLL_S):
+                            raise KeyboardInterrupt
                         seen = self._advance(seen, advance)
                 except BaseException:
                     proc.terminate()  # our own child: a kill of the reproduction stops it too
@@ -123,7 +128,7 @@ def _child_env(launcher: str) -> dict:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if launcher == "basic":
         # one small model at a time: torch's thread pool costs more than it saves (on a busy
-        # 2-core machine 10-20x per epoch); the batched launcher's stacked runs keep the default
+        # 2-core machine 10-20x per epoch); the batched launcher sets its own (`threads`, default 1)
         env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
@@ -194,18 +199,39 @@ def plan_steps(opts: Options) -> list[Step]:
 
 
 def run_steps(steps: list[Step], opts: Options) -> StepOutcome:
+    """Run the steps, `opts.jobs` at a time (each step is its own rnnexp-train process, so two
+    steps overlap one's start-up and training with the other's on a 2-core machine)."""
     total = StepOutcome()
+    lock = threading.Lock()
+    STOP.clear()
     with tqdm(total=len(steps), desc="sweeps", unit="sweep", position=0) as sweep_bar, \
             tqdm(total=sum(s.planned_runs() for s in steps), desc="runs", unit="run",
                  position=1) as run_bar:
         run_bar.update(sum(min(s.done_runs(), s.planned_runs()) for s in steps))
-        for step in steps:
-            sweep_bar.set_postfix_str(step.name)
-            outcome = step.run(opts, run_bar.update)
-            total.trained += outcome.trained
-            total.done_before += outcome.done_before
-            total.failures += outcome.failures
-            sweep_bar.update(1)
+
+        def advance(n: int) -> None:
+            with lock:
+                run_bar.update(n)
+
+        def run_one(step: Step) -> None:
+            outcome = step.run(opts, advance)
+            with lock:
+                total.trained += outcome.trained
+                total.done_before += outcome.done_before
+                total.failures += outcome.failures
+                sweep_bar.set_postfix_str(step.name)
+                sweep_bar.update(1)
+
+        with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
+            futures = [pool.submit(run_one, step) for step in steps]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                STOP.set()  # the other steps stop their children too, then the pool drains
+                for future in futures:
+                    future.cancel()
+                raise
     return total
 
 
@@ -233,6 +259,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a tenth of the epochs and fewer seeds: for CI and a first look")
     parser.add_argument("--results", default="results", help="results dir (default: results)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these sweeps")
+    parser.add_argument("--jobs", type=_positive_int, default=min(2, os.cpu_count() or 1),
+                        help="sweeps run at the same time (default: 2, or 1 on one core)")
     parser.add_argument("--launcher", choices=("batched", "basic"), default=None,
                         help="Hydra launcher (default: batched where installed, else basic)")
     return parser.parse_args(argv)
@@ -257,7 +285,7 @@ def reproduce_main(argv: Optional[list[str]] = None) -> None:
         if launcher == "batched" and not launcher_available("batched"):
             raise ReportError("--launcher batched: hydra/launcher=batched is not installed; "
                               "use --launcher basic")
-        opts = Options(Path(args.results), args.seeds, args.quick, args.only, launcher)
+        opts = Options(Path(args.results), args.seeds, args.quick, args.only, launcher, args.jobs)
         steps = plan_steps(opts)  # unknown names fail here, before anything is written
         ensure_writable(opts.results)
     except (ReportError, SweepError) as e:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rnnexp import checkpoint
 from rnnexp.artifacts import write_run
-from rnnexp.config import ConfigError, optimizer_args, validate
+from rnnexp.config import ConfigError, optimizer_args, plain, validate
 from rnnexp.converge import epochs_to_converge
 from rnnexp.data import make_example
 from rnnexp.engine import BOOL_OPTIMIZER_ARGS, GroupSpec, MemberSpec
@@ -153,6 +153,7 @@ def summarize(cfg: DictConfig, word: str, vocab: tuple, loss: np.ndarray, spelle
 def train_group(cfgs: Sequence[DictConfig], hooks: Optional[Sequence[Optional[EpochHook]]] = None,
                 engine_cls: Optional[Callable] = None) -> list[RunResult]:
     """Train configs that share one GroupSpec as one batch; one RunResult per config."""
+    cfgs = [plain(c) for c in cfgs]  # read thousands of values without DictConfig overhead
     words = [validate(c) for c in cfgs]
     groups = {group_spec(c, w) for c, w in zip(cfgs, words)}
     epochs = {int(c.train.epochs) for c in cfgs}

@@ -1,20 +1,25 @@
 """The Optuna sweeper: ask a batch of trials, launch their jobs together, tell the outcomes.
 
 One study lives in a persistent storage; running the same command again (same storage and
-study_name) resumes it: only the trials still missing to reach n_trials are run, job numbers go
-on from the highest one used, and trials left RUNNING by a killed process are marked FAIL.
+study_name) resumes it: only the trials still missing to reach n_trials are run. The same command
+started in several places (processes, machines) fills one study together: each worker re-counts
+the study before every ask, job dirs are named by trial number (unique in the study), and trials of
+a worker that died are failed and queued again (see _workers.py).
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 import math
+import os
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
@@ -26,6 +31,7 @@ from optuna.trial import TrialState
 from rnnexp.hooks import (
     PRUNER_ATTR,
     TrialRef,
+    is_rdb_url,
     open_storage,
     register_live_trial,
     resolve_storage,
@@ -33,7 +39,7 @@ from rnnexp.hooks import (
 )
 
 from ._objective import Objective, Outcome
-from ._results import copy_results, write_results
+from ._results import atomic_path, copy_results, write_results
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -41,12 +47,26 @@ from ._search_space import (
     check_forbidden,
     quoted,
 )
+from ._workers import (
+    WORKER_ATTR,
+    ask,
+    beyond_total,
+    can_watch,
+    fail_trial,
+    heartbeats,
+    reap_dead_trials,
+    retry_callback,
+    this_worker,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STUDY_DIR = Path("results/studies")
 SAMPLER_PACKAGES = {"GPSampler": "scipy", "QMCSampler": "scipy", "CmaEsSampler": "cmaes"}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+DEFAULT_GRACE_PERIOD = 120  # seconds; without heartbeats: age of a RUNNING trial with no worker
+STUDY_MARKER = ".optuna_study"  # in the sweep dir: the study whose job dirs it holds
+POLL_S = 0.5  # while the last trials run in other workers
 
 
 class SweeperConfigError(ValueError):
@@ -77,11 +97,20 @@ class OptunaSweeperImpl(Sweeper):
         report_every: int,
         forbid: Sequence[str],
         results_dir: str | None,
+        heartbeat_interval: int | None = 60,
+        grace_period: int | None = None,
+        max_retry: int | None = 3,
     ) -> None:
         _require(n_trials >= 1, "n_trials", n_trials, "must be at least 1")
         _require(n_jobs >= 1, "n_jobs", n_jobs, "must be at least 1")
         _require(max_failure_rate >= 0, "max_failure_rate", max_failure_rate, "must be >= 0")
         _require(report_every >= 1, "report_every", report_every, "must be at least 1")
+        _require(heartbeat_interval is None or heartbeat_interval >= 1, "heartbeat_interval",
+                 heartbeat_interval, "must be null or at least 1 (seconds)")
+        _require(grace_period is None or grace_period >= 1, "grace_period", grace_period,
+                 "must be null or at least 1 (seconds)")
+        _require(max_retry is None or max_retry >= 0, "max_retry", max_retry,
+                 "must be null or at least 0")
         self.sampler_cfg = _container(sampler)
         self.pruner_cfg = _container(pruner)
         self.directions = _directions(direction)
@@ -101,6 +130,10 @@ class OptunaSweeperImpl(Sweeper):
         self.report_every = report_every
         self.forbid = list(forbid)
         self.results_dir = results_dir
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
+                                             else DEFAULT_GRACE_PERIOD)
+        self.retry = retry_callback(max_retry)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -117,22 +150,23 @@ class OptunaSweeperImpl(Sweeper):
         assert self.config is not None
         space = self._search_space(arguments)
         study, storage_url = self._open_study(space)
-        fail_abandoned_trials(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        claim_sweep_dir(sweep_dir, study.study_name)
+        _save_atomically(self.config, sweep_dir / "multirun.yaml")
 
         n_trials = self._n_trials_for(space)
+        reap_dead_trials(study, self.retry, self.grace_period)
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
                  max(needed, 0), n_trials)
         failed = 0
-        next_job = next_job_number(study, sweep_dir)
+        stopped = True  # by an error: write what the study has
         try:
-            while (missing := n_trials - count_finished(study)) > 0:
-                trials = [study.ask() for _ in range(min(self.n_jobs, missing))]
-                outcomes = self._run_batch(study, storage_url, space, trials, next_job)
-                next_job += len(trials) * len(self.seeds)
+            while (trials := self._ask_batch(study, n_trials)) is not None:
+                if not trials:
+                    time.sleep(POLL_S)  # the last trials run in other workers
+                    continue
+                outcomes = self._run_batch(study, storage_url, space, trials)
                 failed += sum(o.state == TrialState.FAIL for o in outcomes)
                 if failed > self.max_failure_rate * needed:
                     raise FailureRateExceeded(
@@ -140,9 +174,48 @@ class OptunaSweeperImpl(Sweeper):
                         f" of {needed}; study {study.study_name!r} stopped (see fail_reason in"
                         f" {sweep_dir / 'trials.csv'})"
                     )
+            stopped = False
         finally:
-            self._write_results(study, sweep_dir)
+            if stopped or not self._others_still_run(study):
+                self._write_results(study, sweep_dir)
         return study
+
+    def _others_still_run(self, study: optuna.Study) -> bool:
+        """Trials of other workers still running: the last worker to finish writes the results
+        (writing them takes seconds, and each worker would write the same files)."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            log.info("Trials %s still run in other workers; the last of them writes the study's "
+                     "results", [t.number for t in running])
+        return bool(running)
+
+    def _ask_batch(self, study: optuna.Study, n_trials: int) -> list[optuna.Trial] | None:
+        """Up to n_jobs trials that the study still misses, counted afresh from the storage;
+        [] when the rest runs in other workers that may yet die; None when this worker is done."""
+        reap_dead_trials(study, self.retry, self.grace_period)
+        finished = count_finished(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if finished >= n_trials:
+            return None
+        free = n_trials - finished - len(running)
+        if free <= 0:
+            unwatched = [t.number for t in running if not can_watch(study, t)]
+            if unwatched:  # no heartbeat and on another host: their end cannot be awaited
+                log.info("Trials %s run in workers on other hosts; this worker stops", unwatched)
+                return None
+            return []
+        trials = [ask(study) for _ in range(min(self.n_jobs, free))]
+        extra = beyond_total(study, trials, n_trials)
+        for trial in extra:  # other workers asked at the same moment and rank first
+            fail_trial(study, trial, f"not run: the study already had n_trials={n_trials} trials")
+        return [t for t in trials if t not in extra]
+
+    def _job_subdirs(self) -> bool:
+        """Whether job dirs are the default `<sweep dir>/<job number>`: then this sweeper names
+        them by trial number, so workers sharing a sweep dir never pick the same one."""
+        assert self.config is not None
+        sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
+        return sweep.get("subdir") == "${hydra.job.num}"
 
     def _search_space(self, arguments: list[str]) -> SearchSpace:
         space = build_search_space(self.params, self.conditional, arguments)
@@ -169,8 +242,12 @@ class OptunaSweeperImpl(Sweeper):
             f"{self.config.hydra.job.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         )
         url = resolve_storage(self.storage, DEFAULT_STUDY_DIR / f"{name}.log")
+        heartbeat = {}
+        if is_rdb_url(url) and self.heartbeat_interval:  # Optuna has heartbeats on RDB only
+            heartbeat = dict(heartbeat_interval=self.heartbeat_interval,
+                             grace_period=self.grace_period, stale_trial_callback=self.retry)
         study = optuna.create_study(
-            storage=open_storage(url),
+            storage=open_storage(url, **heartbeat),
             sampler=self._make_sampler(space),
             pruner=_instantiate("pruner", self.pruner_cfg),
             study_name=name,
@@ -200,25 +277,38 @@ class OptunaSweeperImpl(Sweeper):
 
     # ------------------------------------------------------------------------------ one batch
     def _run_batch(self, study: optuna.Study, storage_url: str, space: SearchSpace,
-                   trials: list[optuna.Trial], first_job: int) -> list[Outcome]:
+                   trials: list[optuna.Trial]) -> list[Outcome]:
         """Launch every job of these trials as one launcher batch, then tell their outcomes."""
+        with heartbeats(study, trials):
+            return self._launch_and_tell(study, storage_url, space, trials)
+
+    def _launch_and_tell(self, study: optuna.Study, storage_url: str, space: SearchSpace,
+                         trials: list[optuna.Trial]) -> list[Outcome]:
         refs: list[TrialRef] = []
         told: set[int] = set()
+        worker = this_worker()
+        name_dirs = self._job_subdirs()
         try:
             batch = []
             n_seeds = len(self.seeds)
-            for k, trial in enumerate(trials):
+            for trial in trials:
+                trial.set_user_attr(WORKER_ATTR, worker)
                 overrides = space.suggest(trial)
-                # recorded before launching, so a killed sweep's numbers are never reused
-                trial.set_user_attr("job_nums", _job_nums(first_job, k, n_seeds))
+                nums = job_nums(trial.number, n_seeds)
+                trial.set_user_attr("job_nums", nums)
                 for i, seed in enumerate(self.seeds):
                     ref = TrialRef(storage_url, study.study_name, trial.number, lead=i == 0,
                                    report_every=self.report_every)
                     refs.append(ref)
                     register_live_trial(ref, trial)
                     seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
-                    batch.append(overrides + seed_override + env_overrides(ref))
-            self.validate_batch_is_legal(batch)
+                    subdir = [f"++hydra.sweep.subdir={nums[i]}"] if name_dirs else []
+                    batch.append(overrides + seed_override + subdir + env_overrides(ref))
+            if not isinstance(self.launcher, BasicLauncher):
+                # composing every job's config costs as much as launching it in-process; the
+                # basic launcher composes first thing here anyway, others do it in other processes
+                self.validate_batch_is_legal(batch)
+            first_job = job_nums(trials[0].number, n_seeds)[0]
             returns = self.launcher.launch(batch, initial_job_idx=first_job)
             outcomes = []
             for k, trial in enumerate(trials):
@@ -269,11 +359,7 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def _fail_if_running(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    try:
-        trial.set_user_attr("fail_reason", reason[:500])
-        study.tell(trial, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # told already, before the error
+    fail_trial(study, trial, reason)  # False: told already, before the error
 
 
 def env_overrides(ref: TrialRef) -> list[str]:
@@ -281,30 +367,40 @@ def env_overrides(ref: TrialRef) -> list[str]:
     return [f"++hydra.job.env_set.{k}={quoted(v)}" for k, v in ref.to_env().items()]
 
 
-def fail_abandoned_trials(study: optuna.Study) -> None:
-    """Trials still RUNNING when a sweep starts were left by a process that died: mark them FAIL
-    so that they are not counted and their job numbers are not reused."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                           "left running by a process that stopped")
-        study.tell(t.number, state=TrialState.FAIL)
-        log.warning("Trial %d was left running by an earlier process: marked failed", t.number)
-
-
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def next_job_number(study: optuna.Study, sweep_dir: Path) -> int:
-    """One past the highest job number the study or the sweep dir has used: never overwrite."""
-    used = [n for t in study.get_trials(deepcopy=False) for n in t.user_attrs.get("job_nums", [])]
-    used += [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(used, default=-1) + 1
+def job_nums(trial_number: int, n_seeds: int) -> list[int]:
+    """The job numbers (and default job dir names) of a trial: unique because trial numbers are."""
+    return list(range(trial_number * n_seeds, (trial_number + 1) * n_seeds))
 
 
-def _job_nums(first_job: int, k: int, n_seeds: int) -> list[int]:
-    """The job numbers of the k-th trial of a batch that starts at first_job."""
-    return list(range(first_job + k * n_seeds, first_job + (k + 1) * n_seeds))
+def claim_sweep_dir(sweep_dir: Path, study_name: str) -> None:
+    """Job dirs are named by trial number, so one sweep dir serves one study: a second study there
+    would write into the first one's job dirs. The first worker writes the study's name into it."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    marker = sweep_dir / STUDY_MARKER
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = marker.read_text().strip()
+        if owner and owner != study_name:
+            raise SweeperConfigError(
+                f"hydra.sweep.dir={str(sweep_dir)!r} holds the job dirs of study {owner!r}; "
+                f"give study {study_name!r} its own sweep dir") from None
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(study_name + "\n")
+    others = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    if others:
+        log.warning("sweep dir %s already holds job dirs %s of an earlier sweep; trial numbers "
+                    "of study %r may reuse them", sweep_dir, others[:5], study_name)
+
+
+def _save_atomically(config: DictConfig, path: Path) -> None:
+    with atomic_path(path) as tmp:  # workers sharing a sweep dir write it at the same time
+        OmegaConf.save(config, tmp)
 
 
 def _output_dir(job: JobReturn) -> str | None:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 from omegaconf import OmegaConf
@@ -28,7 +30,20 @@ def write_results(study: optuna.Study, out_dir: Path, objective_names: list[str]
 def copy_results(paths: list[Path], dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for p in paths:
-        shutil.copy2(p, dest / p.name)
+        with atomic_path(dest / p.name) as tmp:
+            shutil.copy2(p, tmp)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed onto `path` when the block ends. Workers
+    of one study write these files into one sweep dir: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
@@ -55,12 +70,14 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
 
 
 def _write_summary(study: optuna.Study, path: Path) -> Path:
-    OmegaConf.save(OmegaConf.create(summarize(study)), path)
+    with atomic_path(path) as tmp:
+        OmegaConf.save(OmegaConf.create(summarize(study)), tmp)
     return path
 
 
 def _write_trials(study: optuna.Study, path: Path) -> Path:
-    study.trials_dataframe().to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        study.trials_dataframe().to_csv(tmp, index=False)
     return path
 
 
@@ -109,6 +126,7 @@ def _save_plot(plot: Callable[[], Any], path: Path) -> Path | None:
         plt.close("all")
         return None
     fig = np.ravel(axes)[0].figure
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # the suffix stays .png: savefig picks the format from it
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -166,6 +166,14 @@ class OptunaSweeperConf:
     forbid: List[str] = field(default_factory=list)  # keys the search space must not vary
     results_dir: Optional[str] = None  # also copy the end-of-study files here
 
+    # several workers on one study (docs/scaling.md): RDB storage records a heartbeat of each
+    # running trial every heartbeat_interval seconds (null: off); a trial without one for
+    # grace_period seconds (null: 2 * heartbeat_interval) is failed and queued again, at most
+    # max_retry times (null: always). Journal files check the worker's process instead.
+    heartbeat_interval: Optional[int] = 60
+    grace_period: Optional[int] = None
+    max_retry: Optional[int] = 3
+
 
 def register_configs() -> None:
     cs = ConfigStore.instance()

@@ -1,0 +1,396 @@
+"""hydra/launcher=batched: per-job configs and files against Hydra's own, grouping, failures alone,
+resuming, hooks; the CLI-level checks run rnnexp-train in real subprocesses."""
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import JobStatus
+from hydra.types import HydraContext, RunMode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from conftest import CONF, run_cli
+from hydra_plugins.rnnexp_batched_launcher import _yaml
+from hydra_plugins.rnnexp_batched_launcher._compose import JobComposer
+from hydra_plugins.rnnexp_batched_launcher._options import LauncherOptionError
+from hydra_plugins.rnnexp_batched_launcher.batched_launcher import BatchedLauncher
+from rnnexp import checkpoint
+
+TESTS = Path(__file__).resolve().parent
+# Until the stacked torch engine is on this branch, torch_rnn batches train member by member.
+HAVE_STACK = importlib.util.find_spec("rnnexp.engine.torch_stack") is not None
+TORCH_ENGINE = None if HAVE_STACK else "loop_engine.LoopEngine"
+ENGINE_ARGS = [] if HAVE_STACK else [f"hydra.launcher.engine={TORCH_ENGINE}"]
+ENV = {"PYTHONPATH": str(TESTS)}
+
+
+# ------------------------------------------------------------------------------- YAML text
+
+_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+            | st.text(alphabet="ab_/.,=+-:#0e ", min_size=60, max_size=120)
+            | st.sampled_from(["1", "true", "No", "null", "~", "1e5", "nan", ".inf", "a: b", "#x",
+                               "-", "'q'", "${x}", "a=b,c=d", "/tmp/x", "é", "x\ny", "\x07"]))
+_keys = st.text(max_size=8) | st.integers() | st.sampled_from(["_target_", "hydra/env", "1", "y"])
+_trees = st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3),
+                      max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_keys, _trees, max_size=4) | st.lists(_trees, max_size=3))
+def test_yaml_text_is_omegaconfs(obj):
+    assert _yaml.to_yaml_exact(obj) == _yaml.dump(obj)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_keys, _trees, st.sampled_from([0, 2, 4]))
+def test_one_mapping_entry_is_its_lines_of_the_whole_document(key, value, indent):
+    nested = {key: value}
+    for _ in range(indent // 2):
+        nested = {"w": nested}
+    assert _yaml.dump(nested).split("\n", indent // 2)[-1] == _yaml.mapping_entry(key, value, indent)
+
+
+def test_unusual_scalars_fall_back_to_pyyaml():
+    for text in ("a b " * 30, "x\ny", "\x07", "true", "1.5"):
+        assert _yaml.to_yaml_exact({"k": text}) == _yaml.dump({"k": text})
+    with pytest.raises(_yaml.NotPlain):
+        _yaml.to_yaml({"k": "a b"})
+
+
+# ------------------------------------------------------------------------------- composing in-process
+
+@pytest.fixture
+def hydra_loader():
+    """A config loader over conf/ and a multirun master config, as rnnexp-train -m makes them."""
+    from rnnexp.config import register_configs
+
+    register_configs()
+
+    def _make(tmp_path, *hydra_overrides):
+        GlobalHydra.instance().clear()
+        initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=batched",
+                       *hydra_overrides], RunMode.MULTIRUN)
+        return loader, master
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+JOBS = [
+    ["optimizer=adam", "optimizer.lr=0.1", "seed=3", "train.epochs=20"],
+    ["optimizer=adam", "optimizer.betas=[0.8,0.99]", "optimizer.amsgrad=true"],
+    ["model=numpy_rnn", "optimizer=sgd", "model.clip=null", "model.hidden_size=7"],
+    ["+extra.note=hello", "+extra.n=2", "~extra.n", "word_file=null", "optimizer.lr=1"],
+    ["word='a b c'", "seed=2", "++optimizer.eps=1e-18"],
+    ["optimizer.lr=0.5", "++hydra.job.env_set.RNNEXP_TRIAL='7'", "+hydra.job.env_set.OTHER=3"],
+    ["optimizer.lr=0.5", "hydra.job.chdir=true"],  # composed by Hydra in full
+    ["optimizer.lr=${optimizer.eps}", "seed=1"],
+    ["model.hidden_size=3", "optimizer=rmsprop", "optimizer.centered=true"],
+]
+
+
+@pytest.mark.parametrize("hydra_overrides", [
+    [],
+    ["hydra.sweep.subdir=${hydra.job.override_dirname}",
+     "hydra.job.config.override_dirname.exclude_keys=[seed]",
+     "hydra.job.config.override_dirname.kv_sep=_", "hydra.job.config.override_dirname.item_sep=/"],
+    ["hydra.sweep.subdir=job_${hydra.job.id}_of_${hydra.job.name}"],  # composed by Hydra in full
+])
+def test_composed_jobs_equal_hydras(tmp_path, hydra_loader, hydra_overrides):
+    """Config, hydra node, output dir and the three .hydra files of each job are exactly what the
+    basic launcher's load_sweep_config + run_job give."""
+    loader, master = hydra_loader(tmp_path, *hydra_overrides)
+    composer = JobComposer(loader, master)
+    for idx, overrides in enumerate(JOBS, start=5):
+        fast = composer.job(overrides, idx)
+        full = composer._compose_in_full(overrides, idx)
+        assert fast.output_dir == full.output_dir
+        assert fast.hydra == full.hydra
+        assert fast.env_set == full.env_set
+        assert fast.task_overrides == full.task_overrides == [o for o in overrides
+                                                              if not o.startswith(("hydra", "+hydra", "++hydra"))]
+        assert OmegaConf.to_container(fast.cfg) == OmegaConf.to_container(full.cfg)
+        assert OmegaConf.get_type(fast.cfg.optimizer) is OmegaConf.get_type(full.cfg.optimizer)
+        assert fast.config_text() == OmegaConf.to_yaml(full.cfg)
+        assert fast.overrides_text() == OmegaConf.to_yaml(OmegaConf.create(full.task_overrides))
+        assert fast.hydra_text() == full.hydra_text() == OmegaConf.to_yaml({"hydra": full.hydra})
+
+
+def test_bad_overrides_raise_what_hydra_raises(tmp_path, hydra_loader):
+    loader, master = hydra_loader(tmp_path)
+    composer = JobComposer(loader, master)
+    for overrides in (["optimizer.lrr=0.1"], ["model.hidden_size=abc"], ["+seed=1"], ["~nothing"]):
+        with pytest.raises(Exception) as ours:
+            composer.job(overrides, 0)
+        with pytest.raises(Exception) as hydras:
+            loader.load_sweep_config(master, overrides)
+        assert type(ours.value) is type(hydras.value)
+        assert str(ours.value) == str(hydras.value)
+
+
+def test_typed_values_are_still_checked(tmp_path, hydra_loader):
+    loader, master = hydra_loader(tmp_path)
+    job = JobComposer(loader, master).job(["optimizer.lr=1", "model.hidden_size=4"], 0)
+    assert job.cfg.optimizer.lr == 1.0 and isinstance(job.cfg.optimizer.lr, float)
+    with pytest.raises(Exception, match="hidden_size"):
+        job.cfg.model.hidden_size = "many"
+
+
+# ------------------------------------------------------------------------------- launching in-process
+
+def _launcher(tmp_path, hydra_loader, **options):
+    from hydra._internal.callbacks import Callbacks
+
+    loader, master = hydra_loader(tmp_path)
+    launcher = BatchedLauncher(engine=options.pop("engine", TORCH_ENGINE), **options)
+    launcher.setup(hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks()),
+                   task_function=lambda cfg: None, config=master)
+    return launcher
+
+
+def test_launch_returns_one_result_per_job_in_order(tmp_path, hydra_loader):
+    launcher = _launcher(tmp_path, hydra_loader)
+    jobs = [["optimizer.lr=0.1", "seed=1", "train.epochs=5"],
+            ["optimizer.lrr=0.1", "train.epochs=5"],  # does not compose
+            ["optimizer.lr=-1", "train.epochs=5"],  # does not validate
+            ["optimizer.lr=0.2", "seed=0", "train.epochs=5"]]
+    returns = launcher.launch(jobs, initial_job_idx=10)
+    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED,
+                                          JobStatus.FAILED, JobStatus.COMPLETED]
+    assert "optimizer.lrr" in str(returns[1]._return_value)
+    assert "optimizer.lr" in str(returns[2]._return_value)
+    sweep = tmp_path / "sweep"
+    for k in (0, 3):
+        metrics = json.loads((sweep / str(10 + k) / "metrics.json").read_text())
+        assert returns[k].return_value == metrics
+        assert OmegaConf.select(returns[k].hydra_cfg, "hydra.runtime.output_dir") == str(sweep / str(10 + k))
+        assert returns[k].overrides == jobs[k]
+    assert returns[0].return_value["optimizer_args"]["lr"] == 0.1
+    assert (sweep / "12" / ".hydra" / "config.yaml").exists() and not (sweep / "12" / "metrics.json").exists()
+    assert not (sweep / "11").exists()
+
+
+def test_groups_split_by_what_members_share_and_by_max_batch(tmp_path, hydra_loader, monkeypatch):
+    import rnnexp.train
+
+    sizes = []
+    real = rnnexp.train.train_group
+
+    def spy(cfgs, hooks=None, engine_cls=None):
+        sizes.append((len(cfgs), cfgs[0].model.hidden_size, cfgs[0].optimizer.name, cfgs[0].train.epochs))
+        return real(cfgs, hooks, engine_cls)
+
+    monkeypatch.setattr(rnnexp.train, "train_group", spy)
+    launcher = _launcher(tmp_path, hydra_loader, max_batch=2)
+    jobs = [[f"optimizer={o}", f"model.hidden_size={h}", f"seed={s}", "train.epochs=3"]
+            for o in ("adam", "rmsprop") for h in (3, 4) for s in range(3)]
+    jobs.append(["optimizer=adam", "model.hidden_size=3", "seed=9", "train.epochs=4"])
+    returns = launcher.launch(jobs, 0)
+    assert all(r.status == JobStatus.COMPLETED for r in returns)
+    assert sorted(sizes) == sorted([(2, h, o, 3) for o in ("adam", "rmsprop") for h in (3, 4)]
+                                   + [(1, h, o, 3) for o in ("adam", "rmsprop") for h in (3, 4)]
+                                   + [(1, 3, "adam", 4)])
+
+
+def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monkeypatch):
+    import rnnexp.hooks
+
+    seen = []
+
+    class StopAt:
+        def __init__(self, epoch):
+            self.epoch = epoch
+
+        def report(self, epoch, loss):
+            return epoch >= self.epoch
+
+    def hook_for(cfg, env=None):
+        seen.append(os.environ.get("TRIAL_AT"))
+        return StopAt(int(os.environ["TRIAL_AT"])) if "TRIAL_AT" in os.environ else None
+
+    monkeypatch.setattr(rnnexp.hooks, "hook_for", hook_for)
+    monkeypatch.delenv("TRIAL_AT", raising=False)
+    launcher = _launcher(tmp_path, hydra_loader)
+    returns = launcher.launch([["seed=0", "train.epochs=8", "++hydra.job.env_set.TRIAL_AT=3"],
+                               ["seed=1", "train.epochs=8"],
+                               ["seed=2", "train.epochs=8", "++hydra.job.env_set.TRIAL_AT=5"]], 0)
+    assert seen == ["3", None, "5"] and "TRIAL_AT" not in os.environ
+    metrics = [r.return_value for r in returns]
+    assert [(m["status"], m["epochs_run"]) for m in metrics] == [("pruned", 3), ("completed", 8),
+                                                                  ("pruned", 5)]
+
+
+def test_without_a_stacked_engine_the_jobs_train_one_by_one(tmp_path, hydra_loader, monkeypatch):
+    import rnnexp.train
+
+    real = rnnexp.train.default_engine
+
+    def no_stack(group, n_members):
+        if n_members > 1:
+            raise ModuleNotFoundError("No module named 'rnnexp.engine.torch_stack'",
+                                      name="rnnexp.engine.torch_stack")
+        return real(group, n_members)
+
+    monkeypatch.setattr(rnnexp.train, "default_engine", no_stack)
+    returns = _launcher(tmp_path, hydra_loader, engine=None).launch(
+        [["optimizer.lr=0.1", "train.epochs=3"], ["optimizer.lr=0.2", "train.epochs=3"]], 0)
+    assert [r.return_value["optimizer_args"]["lr"] for r in returns] == [0.1, 0.2]
+
+
+def test_torch_threads_are_set_while_training_and_restored(tmp_path, hydra_loader, monkeypatch):
+    import torch
+
+    import rnnexp.train
+
+    seen, real = [], rnnexp.train.train_group
+
+    def spy(cfgs, hooks=None, engine_cls=None):
+        seen.append(torch.get_num_threads())
+        return real(cfgs, hooks, engine_cls)
+
+    monkeypatch.setattr(rnnexp.train, "train_group", spy)
+    before = torch.get_num_threads()
+    _launcher(tmp_path, hydra_loader, threads=1).launch([["train.epochs=2"]], 0)
+    assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_launcher_device_and_dtype_apply_where_the_job_sets_none(tmp_path, hydra_loader):
+    launcher = _launcher(tmp_path, hydra_loader, dtype="float32", device="cpu")
+    returns = launcher.launch([["train.epochs=2"], ["train.epochs=2", "dtype=float64"]], 0)
+    assert [r.return_value["dtype"] for r in returns] == ["float32", "float64"]
+    assert "dtype: float32" in (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text()
+
+
+def test_options_are_checked_with_one_line_naming_them():
+    for kwargs, key in (({"max_batch": 0}, "max_batch"), ({"device": "tpu"}, "device"),
+                        ({"dtype": "float16"}, "dtype"), ({"threads": 0}, "threads")):
+        with pytest.raises(LauncherOptionError, match=f"hydra.launcher.{key}"):
+            BatchedLauncher(**kwargs)
+
+
+# ------------------------------------------------------------------------------- the real CLI
+
+def _sweep(tmp_path, name, *args, launcher="batched", torch_model=True):
+    engine = ENGINE_ARGS if torch_model else []  # numpy_rnn batches: the NumPy engine
+    extra = ["hydra/launcher=batched", *engine] if launcher == "batched" else []
+    out = tmp_path / name
+    proc = run_cli("rnnexp-train", "-m", *extra, *args, f"hydra.sweep.dir={out}", cwd=tmp_path, env=ENV)
+    return out, proc
+
+
+def _normalized_hydra(path: Path, sweep: Path) -> dict:
+    """hydra.yaml without what differs between two launchers writing into two dirs."""
+    h = yaml.safe_load(path.read_text())["hydra"]
+    h["sweep"].pop("dir")
+    h.pop("launcher")
+    h["runtime"]["choices"].pop("hydra/launcher")
+    h["runtime"]["output_dir"] = str(Path(h["runtime"]["output_dir"]).relative_to(sweep))
+    h["overrides"]["hydra"] = [o for o in h["overrides"]["hydra"]
+                               if not o.startswith(("hydra.sweep.dir=", "hydra/launcher=", "hydra.launcher."))]
+    return h
+
+
+def assert_same_runs(a: Path, b: Path, tol: float = 1e-9) -> None:
+    jobs = sorted(p.name for p in a.iterdir() if p.is_dir())
+    assert jobs == sorted(p.name for p in b.iterdir() if p.is_dir())
+    for job in jobs:
+        ja, jb = a / job, b / job
+        for name in ("config.yaml", "overrides.yaml"):
+            assert (ja / ".hydra" / name).read_text() == (jb / ".hydra" / name).read_text(), (job, name)
+        assert _normalized_hydra(ja / ".hydra" / "hydra.yaml", a) == _normalized_hydra(jb / ".hydra" / "hydra.yaml", b)
+        ma, mb = (json.loads((j / "metrics.json").read_text()) for j in (ja, jb))
+        ma.pop("wall_time_s"), mb.pop("wall_time_s")
+        for key in ma:
+            if isinstance(ma[key], float):
+                assert ma[key] == pytest.approx(mb[key], rel=tol, abs=tol), (job, key)
+            else:
+                assert ma[key] == mb[key], (job, key)
+        ha, hb = (np.genfromtxt(j / "history.csv", delimiter=",", names=True) for j in (ja, jb))
+        assert np.allclose(ha["loss"], hb["loss"], rtol=0, atol=tol) and np.array_equal(ha["spelled"], hb["spelled"])
+        (pa, va, _), (pb, vb, _) = checkpoint.load(ja), checkpoint.load(jb)
+        assert va == vb and pa.keys() == pb.keys()
+        # weights: RMSprop's division by sqrt(v) + eps amplifies last-bit differences between a
+        # stacked engine and torch.optim to ~1e-8 over 20 epochs; the losses still agree to 1e-9
+        assert all(np.allclose(pa[k], pb[k], rtol=0, atol=1e-6) for k in pa)
+
+
+GRID = ["optimizer=adam,rmsprop", "optimizer.lr=0.01,0.1", "seed=0,1", "train.epochs=20"]
+
+
+def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path):
+    batched, proc = _sweep(tmp_path, "batched", *GRID)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 jobs in 2 batches" in proc.stdout
+    basic, proc = _sweep(tmp_path, "basic", *GRID, launcher="basic")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_runs(batched, basic)
+
+
+def test_numpy_sweep_batches_and_matches_single_runs(tmp_path):
+    grid = ["model=numpy_rnn", "model.hidden_size=8", "optimizer=sgd,adagrad", "optimizer.lr=0.05,0.2",
+            "seed=0,1", "train.epochs=15"]
+    batched, proc = _sweep(tmp_path, "batched", *grid, torch_model=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 jobs in 2 batches" in proc.stdout
+    basic, proc = _sweep(tmp_path, "basic", *grid, launcher="basic")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_runs(batched, basic)
+
+
+def test_mixed_groups_and_override_dirname_subdirs(tmp_path):
+    args = ["model.hidden_size=3,6", "optimizer.lr=0.05,0.3", "train.epochs=10",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}"]
+    batched, proc = _sweep(tmp_path, "batched", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 jobs in 2 batches" in proc.stdout
+    assert (batched / "model.hidden_size=6,optimizer.lr=0.3,train.epochs=10" / "metrics.json").exists()
+    basic, proc = _sweep(tmp_path, "basic", *args, launcher="basic")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_runs(batched, basic)
+
+
+def test_an_invalid_job_fails_alone(tmp_path):
+    out, proc = _sweep(tmp_path, "s", "optimizer.lr=0.1,-1,0.2", "train.epochs=5")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rnnexp-train: error: optimizer.lr: must be a finite number > 0, got -1.0"]
+    assert (out / "0" / "metrics.json").exists() and (out / "2" / "metrics.json").exists()
+    assert (out / "1" / ".hydra" / "config.yaml").exists() and not (out / "1" / "metrics.json").exists()
+
+
+def test_skip_done_resumes_a_sweep(tmp_path):
+    args = ["optimizer.lr=0.1,0.2", "seed=0,1", "train.epochs=5", "train.skip_done=true"]
+    out, proc = _sweep(tmp_path, "s", *args)
+    assert proc.returncode == 0, proc.stderr
+    before = {p: p.read_text() for p in out.glob("*/metrics.json")}
+    (out / "2" / "metrics.json").unlink()
+    _, proc = _sweep(tmp_path, "s", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done before, skipped") == 3
+    assert "1 batches" in proc.stdout and "3 jobs" not in proc.stdout
+    after = {p: p.read_text() for p in out.glob("*/metrics.json")}
+    assert after.keys() == before.keys()
+    for p in before:
+        if p.parent.name != "2":
+            assert after[p] == before[p]
+    assert json.loads(after[out / "2" / "metrics.json"])["seed"] == 0
+
+
+def test_a_diverging_member_fails_alone(tmp_path):
+    out, proc = _sweep(tmp_path, "s", "model.nonlinearity=relu", "optimizer=sgd",
+                       "optimizer.lr=0.1,1e30,0.05", "train.epochs=10")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 jobs in 1 batches" in proc.stdout
+    metrics = [json.loads((out / str(k) / "metrics.json").read_text()) for k in range(3)]
+    assert [m["status"] for m in metrics] == ["completed", "diverged", "completed"]
+    assert metrics[1]["epochs_run"] < 10 and metrics[0]["epochs_run"] == metrics[2]["epochs_run"] == 10
