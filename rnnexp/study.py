@@ -453,10 +453,13 @@ def study_values(results: Path, name: str, n_trials: int) -> np.ndarray:
     return np.array([t.value if t.state == TrialState.COMPLETE else np.nan for t in trials])
 
 
-def tpe_startup_trials() -> int:
-    """TPE's random startup trials in the study's sampler option (tpe_grouped.yaml)."""
+def tpe_startup_trials(budget: Budget) -> int:
+    """How many of TPE's first trials are random: its n_startup_trials (tpe_grouped.yaml) counts
+    completed trials, and a batch of n_jobs trials is asked before any of it completes, so every
+    batch that starts with fewer completed trials than that is random (20 at n_jobs 4, 32 at 16)."""
     path = SWEEPS_DIR / "hydra" / "sweeper" / "sampler" / "tpe_grouped.yaml"
-    return int(OmegaConf.load(path).n_startup_trials)
+    n_startup = int(OmegaConf.load(path).n_startup_trials)
+    return math.ceil(n_startup / budget.n_jobs) * budget.n_jobs
 
 
 def compare_samplers(results: Path, budget: Budget = FULL,
@@ -477,9 +480,9 @@ def compare_samplers(results: Path, budget: Budget = FULL,
                  for i, (v, b) in enumerate(zip(values, best_so_far(values)))]
     long = pd.DataFrame(rows)
     long.to_csv(out / "sampler_comparison.csv", index=False)
-    summary = sampler_summary(long, budget_epochs(budget), tpe_startup_trials())
+    summary = sampler_summary(long, budget_epochs(budget), tpe_startup_trials(budget))
     summary.to_csv(out / "sampler_summary.csv", index=False)
-    plot_sampler_comparison(long, budget_epochs(budget), tpe_startup_trials(),
+    plot_sampler_comparison(long, budget_epochs(budget), tpe_startup_trials(budget),
                             out / "sampler_comparison.png")
     return summary
 
@@ -529,7 +532,7 @@ def plot_sampler_comparison(long: pd.DataFrame, budget_epochs: int, startup: int
         ax.axhline(budget_epochs, color="gray", linestyle="--", linewidth=1,
                    label=f"{budget_epochs} epochs: above, some seed did not converge")
         ax.axvline(startup + 0.5, color="gray", linestyle=":", linewidth=1,
-                   label=f"TPE's {startup} random startup trials end (same seeds: same trials)")
+                   label=f"TPE's first {startup} trials are random: the same as random search's")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("trial")
         ax.set_ylabel("best so far: slowest seed's epochs to converge")
@@ -593,9 +596,10 @@ def sampler_lines(s: pd.DataFrame) -> list[str]:
         "### Sampler comparison",
         "",
         f"Each sampler ran {int(first.trials)} trials on the same space and objective, "
-        f"{int(first.study_seeds)} study seeds each (TPE as in the study: its first "
-        f"{int(first.startup_trials)} trials are random, the same ones random search draws with "
-        "the same seed). Best objective after the last trial, mean over study seeds: "
+        f"{int(first.study_seeds)} study seeds each (TPE as in the study; its first "
+        f"{int(first.startup_trials)} trials are random, the very trials random search draws with "
+        "the same seed, so the curves part only after them). Best objective after the last trial, "
+        "mean over study seeds: "
         f"{finals}. Of the trials after trial {int(first.startup_trials)}, {shares} converged on "
         "every seed.",
         "",
