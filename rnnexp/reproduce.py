@@ -27,8 +27,9 @@ from typing import Callable, Optional, Protocol
 from tqdm import tqdm
 
 from rnnexp.artifacts import atomic_write_text
-from rnnexp.report import (MANIFEST, OneLineParser, ReportError, build_report, ensure_writable,
-                           read_manifest)
+from rnnexp.report import (MANIFEST, OneLineParser, ReportContext, ReportError, build_report,
+                           ensure_writable, read_manifest)
+from rnnexp.results_lock import ResultsBusy, results_lock
 from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps, sweep_paths
 
 POLL_S = 0.5
@@ -274,6 +275,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _reproduce(opts: Options, steps: list[Step], argv: list[str], start: float,
+               started: datetime) -> tuple[StepOutcome, ReportContext]:
+    """Train what is missing, then build the report (under the results dir's lock)."""
+    try:
+        outcome = run_steps(steps, opts)
+    except KeyboardInterrupt:
+        print("rnnexp-reproduce: interrupted; finished runs are kept, run the same command again "
+              "to continue", file=sys.stderr)
+        sys.exit(130)
+    write_manifest(opts, argv, started, time.perf_counter() - start, outcome, steps)
+    return outcome, build_report(opts.results, quick=opts.quick)
+
+
 def reproduce_main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -286,18 +300,11 @@ def reproduce_main(argv: Optional[list[str]] = None) -> None:
         opts = Options(Path(args.results), args.seeds, args.quick, args.only, launcher, args.jobs)
         steps = plan_steps(opts)  # unknown names fail here, before anything is written
         ensure_writable(opts.results)
-    except (ReportError, SweepError) as e:
+        with results_lock(opts.results, "rnnexp-reproduce"):
+            outcome, ctx = _reproduce(opts, steps, argv, start, started)
+    except (ReportError, SweepError, ResultsBusy) as e:
         print(f"rnnexp-reproduce: error: {e}", file=sys.stderr)
         sys.exit(2)
-
-    try:
-        outcome = run_steps(steps, opts)
-    except KeyboardInterrupt:
-        print("rnnexp-reproduce: interrupted; finished runs are kept, run the same command again "
-              "to continue", file=sys.stderr)
-        sys.exit(130)
-    write_manifest(opts, argv, started, time.perf_counter() - start, outcome, steps)
-    ctx = build_report(opts.results, quick=opts.quick)
     wall = time.perf_counter() - start
     for p in ctx.collection.problems:
         print(f"rnnexp-reproduce: warning: skipped {p}", file=sys.stderr)
