@@ -30,7 +30,7 @@ from rnnexp.artifacts import atomic_write_text
 from rnnexp.report import (MANIFEST, OneLineParser, ReportContext, ReportError, build_report,
                            ensure_writable, read_manifest)
 from rnnexp.results_lock import ResultsBusy, results_lock
-from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps, sweep_paths
+from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps
 
 POLL_S = 0.5
 STOP = threading.Event()  # set when the reproduction is interrupted: every step stops its child
@@ -180,9 +180,11 @@ def launcher_available(name: str) -> bool:
 
 def plan_steps(opts: Options) -> list[Step]:
     names = opts.only
-    sweep_names = {p.stem for p in sweep_paths()}
-    wanted = None if not names else [n for n in names if n in sweep_names]
-    sweeps = load_sweeps(names=wanted) if wanted is None or wanted else []
+    # every sweep file, not only the --only ones: the report reads them all, and a broken one
+    # must stop the reproduction before it trains, not after
+    every = load_sweeps()
+    sweep_names = {s.name for s in every}
+    sweeps = every if not names else [s for s in every if s.name in names]
     sweeps = [s.quick_version(opts.seeds) if opts.quick else
               (s.with_seeds(opts.seeds) if opts.seeds else s) for s in sweeps]
     steps = []
