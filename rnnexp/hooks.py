@@ -139,17 +139,11 @@ def _lost_schema_race(err: Exception) -> bool:
 
 def _open_journal_file(path: Path) -> "optuna.storages.JournalStorage":
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    from optuna.storages.journal import JournalFileBackend
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = JournalFileSymlinkLock(str(path))  # Optuna's own lock: no append lands mid-repair
-    backend = JournalFileBackend(str(path), lock_obj=lock)  # creates a missing file
-    lock.acquire()
-    try:
-        _repair_journal(path)
-    finally:
-        lock.release()
-    return JournalStorage(backend)
+    _repair_journal(path)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 JOURNAL_RECORD = b'{"op_code":'  # how every line Optuna's journal writes begins
@@ -166,6 +160,8 @@ def _repair_journal(path: Path) -> None:
     The journal reader would refuse every line appended after a bad one, so the tail must go
     before anything is appended; damage between two good records cannot be repaired and is an error.
     """
+    if not path.exists():
+        return
     data = path.read_bytes()
     if not data:
         return
