@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol
 
 if TYPE_CHECKING:  # optuna is imported lazily: plain runs never pay for it
     import optuna
@@ -159,12 +159,36 @@ def _repair_journal(path: Path) -> None:
 
     The journal reader would refuse every line appended after a bad one, so the tail must go
     before anything is appended; damage between two good records cannot be repaired and is an error.
+    Opening a sound journal takes no lock. A repair is made under Optuna's own journal lock, on the
+    file as read after taking it, so a record another worker appends meanwhile is never cut off.
     """
-    if not path.exists():
+    if not path.exists() or _damaged_tail(path.read_bytes()) is None:
         return
-    data = path.read_bytes()
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))  # what JournalFileBackend locks its appends with
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        keep = _damaged_tail(data)
+        if keep is None:
+            return
+        damaged = path.with_name(path.name + ".damaged")
+        with open(damaged, "ab") as f:
+            f.write(data[keep:])
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+    finally:
+        lock.release()
+    log.warning("Optuna journal %s: cut off %d bytes of damaged tail after its last whole record "
+                "(kept in %s)", path, len(data) - keep, damaged)
+
+
+def _damaged_tail(data: bytes) -> Optional[int]:
+    """None for a sound journal, else the length of its sound part; raises for a file that is no
+    journal or is damaged between good records."""
     if not data:
-        return
+        return None
     *whole, torn = data.split(b"\n")  # torn: what follows the last newline (b"" if none)
     good = [_is_record(line) for line in whole]
     if not (good[0] if whole else torn.startswith(JOURNAL_RECORD)):
@@ -176,15 +200,7 @@ def _repair_journal(path: Path) -> None:
         raise ValueError(f"journal line {bad[0]} is damaged between good records; "
                          "it cannot be repaired automatically")
     keep = sum(len(line) + 1 for line in whole[:last_good + 1])
-    if keep == len(data):
-        return
-    damaged = path.with_name(path.name + ".damaged")
-    with open(damaged, "ab") as f:
-        f.write(data[keep:])
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-    log.warning("Optuna journal %s: cut off %d bytes of damaged tail after its last whole record "
-                "(kept in %s)", path, len(data) - keep, damaged)
+    return None if keep == len(data) else keep
 
 
 @lru_cache(maxsize=8)
