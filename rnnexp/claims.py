@@ -255,7 +255,8 @@ def claim_fastest(tables: dict[str, TableResult]) -> ClaimCheck:
     frame = pd.concat(frames) if frames else pd.DataFrame(
         columns=["comparison", "seed", "group", "value"])
     # only settings every optimizer of its part ran (Q2(i): hidden 20 and 50)
-    frame = frame.assign(part=frame.comparison.str.split(" ").str[0])
+    # astype: with no Q2 runs the concatenated empty frames hold floats, which .str refuses
+    frame = frame.assign(part=frame.comparison.astype(str).str.split(" ").str[0])
     per_comparison = frame.groupby("comparison").group.nunique()
     per_part = frame.groupby("part").group.nunique()
     frame = frame[frame.comparison.map(per_comparison) == frame.part.map(per_part)]

@@ -20,16 +20,19 @@ go straight to it; otherwise the job opens the storage by its URL once per proce
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol
 
 if TYPE_CHECKING:  # optuna is imported lazily: plain runs never pay for it
     import optuna
+
+log = logging.getLogger(__name__)
 
 ENV_STORAGE = "RNNEXP_OPTUNA_STORAGE"
 ENV_STUDY = "RNNEXP_OPTUNA_STUDY"
@@ -139,20 +142,65 @@ def _open_journal_file(path: Path) -> "optuna.storages.JournalStorage":
     from optuna.storages.journal import JournalFileBackend
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_torn_last_line(path)
+    _repair_journal(path)
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def _drop_torn_last_line(path: Path) -> None:
-    """A process killed in the middle of an append leaves a last line without its newline; the
-    journal reader would refuse every line appended after it, so cut it off before appending."""
-    if not path.exists() or path.stat().st_size == 0:
+JOURNAL_RECORD = b'{"op_code":'  # how every line Optuna's journal writes begins
+
+
+def _is_record(line: bytes) -> bool:
+    return line.startswith(JOURNAL_RECORD) and line.rstrip(b"\r").endswith(b"}")
+
+
+def _repair_journal(path: Path) -> None:
+    """Refuse a file that is no journal; cut off a damaged tail (a last line torn by a kill, or
+    garbage after the last record) and keep it in <file>.damaged.
+
+    The journal reader would refuse every line appended after a bad one, so the tail must go
+    before anything is appended; damage between two good records cannot be repaired and is an error.
+    Opening a sound journal takes no lock. A repair is made under Optuna's own journal lock, on the
+    file as read after taking it, so a record another worker appends meanwhile is never cut off.
+    """
+    if not path.exists() or _damaged_tail(path.read_bytes()) is None:
         return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    with open(path, "r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))  # what JournalFileBackend locks its appends with
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        keep = _damaged_tail(data)
+        if keep is None:
+            return
+        damaged = path.with_name(path.name + ".damaged")
+        with open(damaged, "ab") as f:
+            f.write(data[keep:])
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+    finally:
+        lock.release()
+    log.warning("Optuna journal %s: cut off %d bytes of damaged tail after its last whole record "
+                "(kept in %s)", path, len(data) - keep, damaged)
+
+
+def _damaged_tail(data: bytes) -> Optional[int]:
+    """None for a sound journal, else the length of its sound part; raises for a file that is no
+    journal or is damaged between good records."""
+    if not data:
+        return None
+    *whole, torn = data.split(b"\n")  # torn: what follows the last newline (b"" if none)
+    good = [_is_record(line) for line in whole]
+    if not (good[0] if whole else torn.startswith(JOURNAL_RECORD)):
+        raise ValueError("not an Optuna journal file (its first line is not a journal record); "
+                         "name another file or an empty one")
+    last_good = max((i for i, ok in enumerate(good) if ok), default=-1)
+    bad = [i + 1 for i, ok in enumerate(good[:last_good + 1]) if not ok]
+    if bad:
+        raise ValueError(f"journal line {bad[0]} is damaged between good records; "
+                         "it cannot be repaired automatically")
+    keep = sum(len(line) + 1 for line in whole[:last_good + 1])
+    return None if keep == len(data) else keep
 
 
 @lru_cache(maxsize=8)

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 from rnnexp.artifacts import atomic_write_text
 from rnnexp.claims import check_conclusions, claims_markdown
 from rnnexp.collect import Collection, RunDirWarning, collect, write_runs_csv
+from rnnexp.results_lock import ResultsBusy, results_lock
 from rnnexp.study import render_report_section as render_study_section
 from rnnexp.sweeps import Sweep, SweepError, load_sweeps
 from rnnexp.tables import (TableResult, build_table, fit_markdown, fit_verdict, table_csv,
@@ -314,8 +315,9 @@ def report_main(argv: Optional[list[str]] = None) -> None:
     try:
         if not results.is_dir():
             raise ReportError(f"results dir {str(results)!r} does not exist")
-        ctx = build_report(results, quick=args.quick)
-    except (ReportError, SweepError) as e:
+        with results_lock(results, "rnnexp-report"):
+            ctx = build_report(results, quick=args.quick)
+    except (ReportError, SweepError, ResultsBusy) as e:
         print(f"rnnexp-report: error: {e}", file=sys.stderr)
         sys.exit(2)
     for p in ctx.collection.problems:

@@ -27,10 +27,11 @@ from typing import Callable, Optional, Protocol
 from tqdm import tqdm
 
 from rnnexp.artifacts import atomic_write_text
-from rnnexp.report import (MANIFEST, OneLineParser, ReportError, build_report, ensure_writable,
-                           read_manifest)
+from rnnexp.report import (MANIFEST, OneLineParser, ReportContext, ReportError, build_report,
+                           ensure_writable, read_manifest)
+from rnnexp.results_lock import ResultsBusy, results_lock
 from rnnexp.study import reproduce_steps as study_steps
-from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps, sweep_paths
+from rnnexp.sweeps import CONF_DIR, Sweep, SweepError, load_sweeps
 
 POLL_S = 0.5
 STOP = threading.Event()  # set when the reproduction is interrupted: every step stops its child
@@ -181,9 +182,11 @@ def launcher_available(name: str) -> bool:
 
 def plan_steps(opts: Options) -> list[Step]:
     names = opts.only
-    sweep_names = {p.stem for p in sweep_paths()}
-    wanted = None if not names else [n for n in names if n in sweep_names]
-    sweeps = load_sweeps(names=wanted) if wanted is None or wanted else []
+    # every sweep file, not only the --only ones: the report reads them all, and a broken one
+    # must stop the reproduction before it trains, not after
+    every = load_sweeps()
+    sweep_names = {s.name for s in every}
+    sweeps = every if not names else [s for s in every if s.name in names]
     sweeps = [s.quick_version(opts.seeds) if opts.quick else
               (s.with_seeds(opts.seeds) if opts.seeds else s) for s in sweeps]
     steps = []
@@ -276,6 +279,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _reproduce(opts: Options, steps: list[Step], argv: list[str], start: float,
+               started: datetime) -> tuple[StepOutcome, ReportContext]:
+    """Train what is missing, then build the report (under the results dir's lock)."""
+    try:
+        outcome = run_steps(steps, opts)
+    except KeyboardInterrupt:
+        print("rnnexp-reproduce: interrupted; finished runs are kept, run the same command again "
+              "to continue", file=sys.stderr)
+        sys.exit(130)
+    write_manifest(opts, argv, started, time.perf_counter() - start, outcome, steps)
+    return outcome, build_report(opts.results, quick=opts.quick)
+
+
 def reproduce_main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -288,18 +304,11 @@ def reproduce_main(argv: Optional[list[str]] = None) -> None:
         opts = Options(Path(args.results), args.seeds, args.quick, args.only, launcher, args.jobs)
         steps = plan_steps(opts)  # unknown names fail here, before anything is written
         ensure_writable(opts.results)
-    except (ReportError, SweepError) as e:
+        with results_lock(opts.results, "rnnexp-reproduce"):
+            outcome, ctx = _reproduce(opts, steps, argv, start, started)
+    except (ReportError, SweepError, ResultsBusy) as e:
         print(f"rnnexp-reproduce: error: {e}", file=sys.stderr)
         sys.exit(2)
-
-    try:
-        outcome = run_steps(steps, opts)
-    except KeyboardInterrupt:
-        print("rnnexp-reproduce: interrupted; finished runs are kept, run the same command again "
-              "to continue", file=sys.stderr)
-        sys.exit(130)
-    write_manifest(opts, argv, started, time.perf_counter() - start, outcome, steps)
-    ctx = build_report(opts.results, quick=opts.quick)
     wall = time.perf_counter() - start
     for p in ctx.collection.problems:
         print(f"rnnexp-reproduce: warning: skipped {p}", file=sys.stderr)

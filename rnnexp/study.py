@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ STUDY_SUBDIR = "study"  # results/study/: the committed outputs
 # there, and the validation runs of the report's setting would silently join the Q2(ii) table
 RUNS_SUBDIR = Path("study_runs")
 STORAGE_SUBDIR = "studies"  # results/studies/: journal files
+POLL_S = 0.5  # how often a running rnnexp-train child checks for a stop
 
 
 class StudyError(RuntimeError):
@@ -91,8 +93,11 @@ def default_launcher() -> str:
     return "batched" if found else "basic"
 
 
-def rnnexp_train(args: Sequence[str], log_path: Path, launcher: str) -> None:
-    """`rnnexp-train` in a subprocess (the console script's own code), output to log_path."""
+def rnnexp_train(args: Sequence[str], log_path: Path, launcher: str,
+                 stop: Optional[threading.Event] = None) -> None:
+    """`rnnexp-train` in a subprocess (the console script's own code), output to log_path. When
+    `stop` is set (rnnexp-reproduce was interrupted) or this process is, the child is terminated
+    and KeyboardInterrupt raised; the study resumes from there next time."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "rnnexp.cli", *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -100,12 +105,22 @@ def rnnexp_train(args: Sequence[str], log_path: Path, launcher: str) -> None:
     if launcher == "basic":
         # one model at a time, a few hundred numbers: intra-op threads only contend (12 runs on
         # a busy 2-core machine: 18 s with one thread, 104 s with the default); the batched
-        # launcher's stacked runs keep torch's default
+        # launcher sets its own (hydra.launcher.threads, default 1)
         env.setdefault("OMP_NUM_THREADS", "1")
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            while proc.poll() is None:
+                if stop is None:
+                    proc.wait()
+                elif stop.wait(POLL_S):
+                    raise KeyboardInterrupt
+        except BaseException:
+            proc.terminate()  # our own child
+            proc.wait()
+            raise
     if proc.returncode != 0:
         tail = log_path.read_text(encoding="utf-8").strip().splitlines()[-3:]
         raise StudyError(f"rnnexp-train exited {proc.returncode} (log {log_path}): "
@@ -241,7 +256,8 @@ def open_study(results: Path, name: str):
 
 
 # ------------------------------------------------------------------------------ 1. the search
-def run_study(results: Path, budget: Budget = FULL, launcher: Optional[str] = None) -> dict:
+def run_study(results: Path, budget: Budget = FULL, launcher: Optional[str] = None,
+              stop: Optional[threading.Event] = None) -> dict:
     """Run (or resume) the study; its files land in results/study/search/. Returns the best
     trial's params and value."""
     launcher = launcher or default_launcher()
@@ -249,7 +265,7 @@ def run_study(results: Path, budget: Budget = FULL, launcher: Optional[str] = No
     out = results / STUDY_SUBDIR / "search"
     start = time.perf_counter()
     rnnexp_train(study_args(name, results, budget, launcher),
-                 results / RUNS_SUBDIR / "logs" / f"{name}.log", launcher)
+                 results / RUNS_SUBDIR / "logs" / f"{name}.log", launcher, stop)
     write_search_results(open_study(results, name), out)
     best = OmegaConf.to_container(OmegaConf.load(out / "optimization_results.yaml"))
     if "best_params" not in best:
@@ -300,7 +316,7 @@ def setting_dir_name(label: str, params: dict) -> str:
 
 
 def validate_setting(results: Path, label: str, params: dict, budget: Budget,
-                     launcher: str) -> pd.DataFrame:
+                     launcher: str, stop: Optional[threading.Event] = None) -> pd.DataFrame:
     """Train one setting on the validation seeds (resumable: done runs are skipped); one row per
     seed with its epochs to converge and run dir."""
     sweep_dir = results / RUNS_SUBDIR / "validation" / setting_dir_name(label, params)
@@ -308,7 +324,7 @@ def validate_setting(results: Path, label: str, params: dict, budget: Budget,
     rnnexp_train(["-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}",
                   "train.skip_done=true", *fixed_overrides(budget), *param_overrides(params),
                   f"seed={seeds}"],
-                 results / RUNS_SUBDIR / "logs" / f"validation-{label}.log", launcher)
+                 results / RUNS_SUBDIR / "logs" / f"validation-{label}.log", launcher, stop)
     rows = []
     for run_dir in sorted(p for p in sweep_dir.iterdir() if (p / "metrics.json").exists()):
         m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -408,14 +424,14 @@ def plot_loss_curves(curves: dict[str, np.ndarray], labels: dict[str, str], loss
 
 
 def validate(results: Path, best_params: dict, budget: Budget = FULL,
-             launcher: Optional[str] = None) -> pd.DataFrame:
+             launcher: Optional[str] = None, stop: Optional[threading.Event] = None) -> pd.DataFrame:
     """Both settings on the validation seeds: validation.csv/.md (the table), validation_runs.csv
     (one row per seed) and loss_curves.png in results/study/."""
     launcher = launcher or default_launcher()
     out = results / STUDY_SUBDIR
     out.mkdir(parents=True, exist_ok=True)
     params = {"best": dict(best_params), "report": dict(REPORT_SETTING)}
-    runs = {label: validate_setting(results, label, p, budget, launcher)
+    runs = {label: validate_setting(results, label, p, budget, launcher, stop)
             for label, p in params.items()}
     n_epochs = budget_epochs(budget)
     summaries = {label: epochs_summary(r, n_epochs) for label, r in runs.items()}
@@ -462,8 +478,8 @@ def tpe_startup_trials(budget: Budget) -> int:
     return math.ceil(n_startup / budget.n_jobs) * budget.n_jobs
 
 
-def compare_samplers(results: Path, budget: Budget = FULL,
-                     launcher: Optional[str] = None) -> pd.DataFrame:
+def compare_samplers(results: Path, budget: Budget = FULL, launcher: Optional[str] = None,
+                     stop: Optional[threading.Event] = None) -> pd.DataFrame:
     """One small study per sampler and study seed over the same space and objective. Writes
     sampler_comparison.csv (best-so-far per trial, long format), sampler_summary.csv and
     sampler_comparison.png in results/study/."""
@@ -474,7 +490,7 @@ def compare_samplers(results: Path, budget: Budget = FULL,
     for sampler, seed, name in compare_studies(budget):
         rnnexp_train(study_args(name, results, budget, launcher, sampler=sampler,
                                 sampler_seed=seed, n_trials=budget.compare_trials),
-                     results / RUNS_SUBDIR / "logs" / f"{name}.log", launcher)
+                     results / RUNS_SUBDIR / "logs" / f"{name}.log", launcher, stop)
         values = study_values(results, name, budget.compare_trials)
         rows += [{"sampler": sampler, "study_seed": seed, "trial": i + 1, "value": v, "best_so_far": b}
                  for i, (v, b) in enumerate(zip(values, best_so_far(values)))]
@@ -632,12 +648,13 @@ class StudyStep:
         return sum(1 for _ in root.glob("**/metrics.json")) if root.exists() else 0
 
     def run(self, opts, advance):
-        from rnnexp.reproduce import StepOutcome
+        from rnnexp.reproduce import STOP, StepOutcome
 
         before = self.done_runs()
         outcome = StepOutcome(done_before=min(before, self.planned_runs()))
         try:
-            run_all(self.results, self.budget, opts.launcher, command="rnnexp-reproduce (study)")
+            run_all(self.results, self.budget, opts.launcher, command="rnnexp-reproduce (study)",
+                    stop=STOP)
         except StudyError as err:
             outcome.failures.append(f"study: {err}")
         outcome.trained = max(0, self.done_runs() - before)
@@ -652,7 +669,7 @@ def reproduce_steps(opts, sweeps) -> list[StudyStep]:
 
 # ------------------------------------------------------------------------------ all three
 def run_all(results: Path, budget: Budget = FULL, launcher: Optional[str] = None,
-            command: str = "rnnexp-study") -> dict:
+            command: str = "rnnexp-study", stop: Optional[threading.Event] = None) -> dict:
     """Search, validate, compare samplers; study.yaml records what ran and how long it took."""
     results = Path(results).resolve()
     launcher = launcher or default_launcher()
@@ -660,13 +677,13 @@ def run_all(results: Path, budget: Budget = FULL, launcher: Optional[str] = None
         budget = budget.scaled_for_batched()
     timings = {}
     start = time.perf_counter()
-    search = run_study(results, budget, launcher)
+    search = run_study(results, budget, launcher, stop)
     timings["search_s"] = search.pop("wall_time_s")
     t = time.perf_counter()
-    numbers = validate(results, search["best_params"], budget, launcher)
+    numbers = validate(results, search["best_params"], budget, launcher, stop)
     timings["validation_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    compare_samplers(results, budget, launcher)
+    compare_samplers(results, budget, launcher, stop)
     timings["sampler_comparison_s"] = round(time.perf_counter() - t, 1)
     # the steps' own wall time from the storages, which a resumed invocation does not reset
     timings["search_trials_span_s"] = search["trials_span_s"]

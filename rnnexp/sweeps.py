@@ -20,6 +20,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -29,7 +30,7 @@ from typing import Any, Optional
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SWEEPS_DIR = ROOT / "sweeps"
+SWEEPS_DIR = Path(os.environ.get("RNNEXP_SWEEPS_DIR") or ROOT / "sweeps")  # sweep files of your own
 CONF_DIR = ROOT / "conf"
 
 GROUPS = ("model", "optimizer")  # Hydra config groups: `model: numpy_rnn` is the column model.name

@@ -1,11 +1,11 @@
 """hydra/launcher=batched: per-job configs and files against Hydra's own, grouping, failures alone,
 resuming, hooks; the CLI-level checks run rnnexp-train in real subprocesses."""
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from hydra import initialize_config_dir
@@ -24,10 +24,6 @@ from hydra_plugins.rnnexp_batched_launcher.batched_launcher import BatchedLaunch
 from rnnexp import checkpoint
 
 TESTS = Path(__file__).resolve().parent
-# Until the stacked torch engine is on this branch, torch_rnn batches train member by member.
-HAVE_STACK = importlib.util.find_spec("rnnexp.engine.torch_stack") is not None
-TORCH_ENGINE = None if HAVE_STACK else "loop_engine.LoopEngine"
-ENGINE_ARGS = [] if HAVE_STACK else [f"hydra.launcher.engine={TORCH_ENGINE}"]
 ENV = {"PYTHONPATH": str(TESTS)}
 
 
@@ -94,6 +90,8 @@ JOBS = [
     ["word='a b c'", "seed=2", "++optimizer.eps=1e-18"],
     ["optimizer.lr=0.5", "++hydra.job.env_set.RNNEXP_TRIAL='7'", "+hydra.job.env_set.OTHER=3"],
     ["optimizer.lr=0.5", "hydra.job.chdir=true"],  # composed by Hydra in full
+    ["seed=4", "++hydra.sweep.subdir=12", "++hydra.job.env_set.RNNEXP_TRIAL='3'"],  # the Optuna sweeper's
+    ["seed=5", "hydra.sweep.subdir=trial_${hydra.job.num}"],
     ["optimizer.lr=${optimizer.eps}", "seed=1"],
     ["model.hidden_size=3", "optimizer=rmsprop", "optimizer.centered=true"],
 ]
@@ -114,6 +112,11 @@ def test_composed_jobs_equal_hydras(tmp_path, hydra_loader, hydra_overrides):
     for idx, overrides in enumerate(JOBS, start=5):
         fast = composer.job(overrides, idx)
         full = composer._compose_in_full(overrides, idx)
+        composed_in_full = ("hydra.job.chdir=true" in overrides or
+                            (any("${hydra.job.name}" in o for o in hydra_overrides) and
+                             not any("hydra.sweep.subdir=" in o for o in overrides)) or
+                            any("${" in o for o in overrides if not o.lstrip("+").startswith("hydra")))
+        assert (fast.base is None) == composed_in_full, overrides  # the fast path was taken
         assert fast.output_dir == full.output_dir
         assert fast.hydra == full.hydra
         assert fast.env_set == full.env_set
@@ -152,7 +155,7 @@ def _launcher(tmp_path, hydra_loader, **options):
     from hydra._internal.callbacks import Callbacks
 
     loader, master = hydra_loader(tmp_path)
-    launcher = BatchedLauncher(engine=options.pop("engine", TORCH_ENGINE), **options)
+    launcher = BatchedLauncher(engine=options.pop("engine", None), **options)
     launcher.setup(hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks()),
                    task_function=lambda cfg: None, config=master)
     return launcher
@@ -230,23 +233,6 @@ def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monk
                                                                   ("pruned", 5)]
 
 
-def test_without_a_stacked_engine_the_jobs_train_one_by_one(tmp_path, hydra_loader, monkeypatch):
-    import rnnexp.train
-
-    real = rnnexp.train.default_engine
-
-    def no_stack(group, n_members):
-        if n_members > 1:
-            raise ModuleNotFoundError("No module named 'rnnexp.engine.torch_stack'",
-                                      name="rnnexp.engine.torch_stack")
-        return real(group, n_members)
-
-    monkeypatch.setattr(rnnexp.train, "default_engine", no_stack)
-    returns = _launcher(tmp_path, hydra_loader, engine=None).launch(
-        [["optimizer.lr=0.1", "train.epochs=3"], ["optimizer.lr=0.2", "train.epochs=3"]], 0)
-    assert [r.return_value["optimizer_args"]["lr"] for r in returns] == [0.1, 0.2]
-
-
 def test_torch_threads_are_set_while_training_and_restored(tmp_path, hydra_loader, monkeypatch):
     import torch
 
@@ -280,9 +266,8 @@ def test_options_are_checked_with_one_line_naming_them():
 
 # ------------------------------------------------------------------------------- the real CLI
 
-def _sweep(tmp_path, name, *args, launcher="batched", torch_model=True):
-    engine = ENGINE_ARGS if torch_model else []  # numpy_rnn batches: the NumPy engine
-    extra = ["hydra/launcher=batched", *engine] if launcher == "batched" else []
+def _sweep(tmp_path, name, *args, launcher="batched"):
+    extra = ["hydra/launcher=batched"] if launcher == "batched" else []
     out = tmp_path / name
     proc = run_cli("rnnexp-train", "-m", *extra, *args, f"hydra.sweep.dir={out}", cwd=tmp_path, env=ENV)
     return out, proc
@@ -339,7 +324,7 @@ def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path):
 def test_numpy_sweep_batches_and_matches_single_runs(tmp_path):
     grid = ["model=numpy_rnn", "model.hidden_size=8", "optimizer=sgd,adagrad", "optimizer.lr=0.05,0.2",
             "seed=0,1", "train.epochs=15"]
-    batched, proc = _sweep(tmp_path, "batched", *grid, torch_model=False)
+    batched, proc = _sweep(tmp_path, "batched", *grid)
     assert proc.returncode == 0, proc.stderr
     assert "8 jobs in 2 batches" in proc.stdout
     basic, proc = _sweep(tmp_path, "basic", *grid, launcher="basic")
@@ -394,3 +379,33 @@ def test_a_diverging_member_fails_alone(tmp_path):
     metrics = [json.loads((out / str(k) / "metrics.json").read_text()) for k in range(3)]
     assert [m["status"] for m in metrics] == ["completed", "diverged", "completed"]
     assert metrics[1]["epochs_run"] < 10 and metrics[0]["epochs_run"] == metrics[2]["epochs_run"] == 10
+
+
+STUDY = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
+         "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=3", "hydra.sweeper.study_name=s",
+         "optimizer.lr=tag(log, interval(0.001, 0.03))", "optimizer.alpha=interval(0.9, 0.99)",
+         "hydra.sweeper.seeds=[0,1]", "train.epochs=20"]
+
+
+def test_optuna_study_with_the_batched_launcher_matches_the_basic_one(tmp_path):
+    """Same seeded study through both launchers: same trials, values and job files."""
+    dirs, out = {}, {}
+    for launcher in ("batched", "basic"):
+        dirs[launcher], proc = _sweep(tmp_path, launcher, *STUDY,
+                                      f"hydra.sweeper.storage={tmp_path / launcher}.log",
+                                      launcher=launcher)
+        assert proc.returncode == 0, proc.stderr
+        out[launcher] = proc.stdout + proc.stderr
+    assert out["batched"].count("Batched launcher: 6 jobs in 1 batches;") == 2  # 3 trials x 2 seeds
+    trials = {k: pd.read_csv(d / "trials.csv") for k, d in dirs.items()}
+    a, b = trials["batched"], trials["basic"]
+    assert len(a) == len(b) == 6 and (a.state == "COMPLETE").all() and (b.state == "COMPLETE").all()
+    for col in ("value", "params_optimizer.lr", "params_optimizer.alpha"):
+        assert np.allclose(a[col], b[col], rtol=1e-9, atol=0), col
+    jobs = lambda d: sorted(p for p in d.iterdir() if p.is_dir())  # noqa: E731
+    assert [p.name for p in jobs(dirs["batched"])] == [p.name for p in jobs(dirs["basic"])]
+    assert len(jobs(dirs["batched"])) == 12  # 6 trials x 2 seeds
+    for ja, jb in zip(jobs(dirs["batched"]), jobs(dirs["basic"])):
+        ma, mb = (json.loads((j / "metrics.json").read_text()) for j in (ja, jb))
+        assert ma["seed"] == mb["seed"] and ma["optimizer_args"] == mb["optimizer_args"]
+        assert ma["final_loss"] == pytest.approx(mb["final_loss"], rel=1e-9)

@@ -6,6 +6,7 @@ rnnexp_test_<random>, dropped at the end. Trials are tiny (a 3-unit NumPy RNN, a
 """
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -276,3 +277,17 @@ def test_bad_heartbeat_settings_name_their_key(tmp_path, key, value):
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert f"hydra.sweeper.{key}={value}" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_postgresql_workers_train_their_batches_stacked(tmp_path, pg_url):
+    """Each worker asks n_jobs trials at a time and hands them to the batched launcher, which
+    trains them as one stacked computation; together the workers still stop at n_trials."""
+    workers = [start_worker(tmp_path, pg_url, "stacked", "hydra/launcher=batched",
+                            "hydra.sweeper.n_trials=40", "hydra.sweeper.n_jobs=8", *HEARTBEAT)
+               for _ in range(2)]
+    wait_all(workers)
+    study = load(pg_url, "stacked")
+    assert_study_filled(study, 40, tmp_path / "sweep")
+    logs = "".join(w.log_path.read_text() for w in workers)
+    batches = [int(n) for n in re.findall(r"Batched launcher: (\d+) jobs in 1 batches;", logs)]
+    assert batches and max(batches) > 1 and sum(batches) >= 40

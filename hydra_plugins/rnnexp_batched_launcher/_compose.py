@@ -86,7 +86,8 @@ class Job:
             base, parts = self.base, ["hydra:\n"]
             for key, value in self.hydra.items():
                 if key not in PER_JOB_HYDRA_KEYS:
-                    parts.append(base.entries[key])
+                    shared = value is base.hydra[key]
+                    parts.append(base.entries[key] if shared else _yaml.mapping_entry(key, value, 2))
                     continue
                 parts.append(f"  {key}:\n")  # overrides, job, runtime: never empty
                 shared = base.hydra[key]
@@ -114,6 +115,7 @@ class _Split:
     values: list[Override]  # value overrides of the run config
     env: list[tuple[str, Any]]  # (name, value) of `+` / `++hydra.job.env_set.NAME=value`
     needs_hydra: bool  # something only a full Hydra compose reproduces
+    subdir: Optional[str] = None  # `hydra.sweep.subdir=...` of this job (the Optuna sweeper's)
 
 
 class JobComposer:
@@ -145,7 +147,7 @@ class JobComposer:
 
     def _split(self, overrides: Sequence[str]) -> _Split:
         parsed = [self._parse(line) for line in overrides]
-        groups, values, env, needs_hydra = [], [], [], False
+        groups, values, env, needs_hydra, subdir = [], [], [], False, None
         for o in parsed:
             if o.is_sweep_override():
                 needs_hydra = True  # Hydra refuses it with its own message
@@ -155,9 +157,12 @@ class JobComposer:
                 values.append(o)
             elif _is_env_set_addition(o):
                 env.append((o.key_or_group[len(ENV_SET):], o.value()))
+            elif (o.key_or_group == "hydra.sweep.subdir" and not o.is_delete()
+                  and _subdir({"sweep": {"subdir": _as_str(o.value())}}) is not None):
+                subdir = _as_str(o.value())
             else:
                 needs_hydra = True
-        return _Split(parsed, tuple(groups), values, env, needs_hydra)
+        return _Split(parsed, tuple(groups), values, env, needs_hydra, subdir)
 
     # ------------------------------------------------------------------ bases
     def base(self, groups: tuple[str, ...]) -> Base:
@@ -211,7 +216,7 @@ class JobComposer:
         if split.needs_hydra:
             return _Prepared(list(overrides), split, None, None)
         base = self.base(split.groups)
-        if base.sweep_dir is None or base.subdir is None or any(
+        if base.sweep_dir is None or (split.subdir or base.subdir) is None or any(
                 name in base.hydra["job"]["env_copy"] or
                 (o_add and name in base.hydra["job"]["env_set"])
                 for (name, _), o_add in zip(split.env, _env_is_add(split))):
@@ -233,10 +238,13 @@ class JobComposer:
         if "${" in dirname or "\\" in dirname:  # the subdir would resolve what it holds
             return self._compose_in_full(prepared.overrides, idx)
         fields = {"num": str(idx), "id": str(idx), "override_dirname": dirname}
-        subdir = _JOB_FIELD.sub(lambda m: fields[m.group(1)], base.subdir)
+        template = base.subdir if split.subdir is None else split.subdir
+        subdir = _JOB_FIELD.sub(lambda m: fields[m.group(1)], template)
         output_dir = os.path.abspath(os.path.join(base.sweep_dir, subdir))
 
         h = dict(base.hydra)  # copied along the paths that change, the rest is shared
+        if split.subdir is not None:
+            h["sweep"] = {**h["sweep"], "subdir": split.subdir}
         h["overrides"] = {**h["overrides"], "hydra": self.master_hydra_overrides + hydra_lines,
                           "task": task_lines}
         added = {k: str(v) for k, v in split.env}  # env_set is Dict[str, str]
@@ -301,6 +309,11 @@ def _resolved_sweep_dir(full: DictConfig, hydra: dict) -> Optional[str]:
     if not isinstance(raw, str) or "${" in _NOW.sub("", raw) or "\\" in raw:
         return None
     return str(OmegaConf.select(full, "hydra.sweep.dir"))
+
+
+def _as_str(value) -> Any:
+    """An override value as Hydra stores it in hydra.sweep.subdir (a str field)."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def _subdir(hydra: dict) -> Optional[str]:

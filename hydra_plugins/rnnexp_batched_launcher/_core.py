@@ -252,15 +252,6 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
         start = time.perf_counter()
         try:
             results = train_group([jobs[i].cfg for i in members], hooks, engine_cls=engine_cls)
-        except ModuleNotFoundError as e:
-            timer.training += time.perf_counter() - start
-            if len(members) == 1 or not (e.name or "").startswith("rnnexp.engine"):
-                raise
-            # a stacked engine that is not installed: every member as a single run instead
-            log.warning(f"Batched launcher: {e}; training {len(members)} jobs one by one")
-            for i, hook in zip(members, hooks):
-                train([i], [hook])
-            return
         except Exception as e:  # noqa: BLE001 - the batch fails, the other batches go on
             timer.training += time.perf_counter() - start
             errors = [invalid(i) for i in members] if len(members) > 1 else [None]

@@ -1,11 +1,12 @@
 """Bad input through the real CLI: exit status 2, one line naming the key or value, no traceback,
 and nothing left behind that looks like a result."""
-import os
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 LONG_TEXT = "ab" * 5000  # 10,000 characters
 
@@ -71,22 +72,104 @@ def no_results_under(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("case", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-def test_bad_training_input(tmp_path, case):
+def test_bad_training_input(tmp_path, case, tally):
     _, overrides, expected = case
     overrides = overrides(tmp_path) if callable(overrides) else overrides
     proc = run_cli("rnnexp-train", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert_one_line_error(proc, expected, "rnnexp-train")
     assert no_results_under(tmp_path) == []
+    tally("bad_inputs")
 
 
 @pytest.mark.parametrize("case", TRAIN_CASES[:6], ids=[c[0] for c in TRAIN_CASES[:6]])
-def test_bad_input_in_a_sweep_stops_it_with_one_line(tmp_path, case):
+def test_bad_input_in_a_sweep_stops_it_with_one_line(tmp_path, case, tally):
     _, overrides, expected = case
     overrides = overrides(tmp_path) if callable(overrides) else overrides
     proc = run_cli("rnnexp-train", "-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}",
                    cwd=tmp_path)
     assert_one_line_error(proc, expected, "rnnexp-train")
     assert no_results_under(tmp_path) == []
+    tally("bad_inputs")
+
+
+# ---------------------------------------------------------------- the other tools and the sweeper
+
+def _sweeps_dir(tmp: Path, name: str, text: str | None = None, drop_key: str | None = None) -> Path:
+    """A copy of sweeps/ with one more sweep file: `text` as is, or q2ii_tuned without `drop_key`."""
+    folder = tmp / "sweeps"
+    shutil.copytree(ROOT / "sweeps", folder)
+    if drop_key is not None:
+        raw = yaml.safe_load((folder / "q2ii_tuned.yaml").read_text(encoding="utf-8"))
+        raw.pop(drop_key)
+        text = yaml.safe_dump(raw)
+    (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def _file(tmp: Path) -> Path:
+    path = tmp / "a_file"
+    path.write_text("a regular file, not a dir\n")
+    return path
+
+
+STUDY = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=bad", "hydra.sweeper.n_trials=2",
+         "optimizer.lr=interval(0.01, 0.1)", "train.epochs=2"]
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/db"
+
+# (id, prog, callable tmp_path -> (args, env), text the one-line message must contain)
+TOOL_CASES = [
+    ("reproduce: unknown sweep", "rnnexp-reproduce",
+     lambda t: (["--quick", "--only", "q9_missing", "--results", str(t / "r")], {}),
+     "unknown sweep 'q9_missing'"),
+    ("reproduce: a sweep file that is not YAML", "rnnexp-reproduce",
+     lambda t: (["--quick", "--only", "q2ii_tuned", "--results", str(t / "r")],
+                {"RNNEXP_SWEEPS_DIR": str(_sweeps_dir(t, "q9_broken", "title: [unclosed\n"))}),
+     "q9_broken.yaml: not valid YAML"),
+    ("reproduce: a sweep file without its table layout", "rnnexp-reproduce",
+     lambda t: (["--quick", "--only", "q9_nolayout", "--results", str(t / "r")],
+                {"RNNEXP_SWEEPS_DIR": str(_sweeps_dir(t, "q9_nolayout", drop_key="table"))}),
+     "q9_nolayout.yaml: table: missing"),
+    ("report: a sweep file that is not YAML", "rnnexp-report",
+     lambda t: (["--results", str((t / "r").mkdir() or t / "r")],
+                {"RNNEXP_SWEEPS_DIR": str(_sweeps_dir(t, "q9_broken", ": : :\n  - [\n"))}),
+     "q9_broken.yaml: not valid YAML"),
+    ("reproduce: results dir under a regular file", "rnnexp-reproduce",
+     lambda t: (["--quick", "--only", "q2ii_tuned", "--results", str(_file(t) / "sub")], {}),
+     "is not writable"),
+    ("report: results dir is a regular file", "rnnexp-report",
+     lambda t: (["--results", str(_file(t))], {}), "does not exist"),
+    ("reproduce: --jobs 0", "rnnexp-reproduce", lambda t: (["--jobs", "0"], {}), "--jobs"),
+    ("study: storage that cannot be reached", "rnnexp-train",
+     lambda t: ([*STUDY, f"hydra.sweeper.storage={UNREACHABLE}", f"hydra.sweep.dir={t / 'sw'}"], {}),
+     f"cannot open Optuna storage '{UNREACHABLE}'"),
+    ("study: varies a forbidden key", "rnnexp-train",
+     lambda t: ([*STUDY, "hydra.sweeper.forbid=[model.hidden_size]",
+                 "model.hidden_size=int(interval(2, 8))", f"hydra.sweep.dir={t / 'sw'}",
+                 f"hydra.sweeper.storage={t / 'study.log'}"], {}),
+     "varies 'model.hidden_size', which this study forbids"),
+    ("study: storage that is not a journal", "rnnexp-train",
+     lambda t: ([*STUDY, f"hydra.sweeper.storage={_file(t)}", f"hydra.sweep.dir={t / 'sw'}"], {}),
+     "not an Optuna journal file"),
+]
+
+
+def _study_rows(tmp: Path) -> list[Path]:
+    return [p for p in tmp.rglob("*") if p.suffix == ".log" and p.stat().st_size > 0
+            and p.read_bytes().startswith(b'{"op_code"')]
+
+
+@pytest.mark.parametrize("case", TOOL_CASES, ids=[c[0] for c in TOOL_CASES])
+def test_bad_input_to_the_tools(tmp_path, case, tally):
+    """Exit 2 within the subprocess timeout (an unreachable server must not hang), one line, and
+    no run, table or study record left behind."""
+    _, prog, build, expected = case
+    args, env = build(tmp_path)
+    proc = run_cli(prog, *args, cwd=tmp_path, env=env, timeout=120)
+    assert_one_line_error(proc, expected, prog)
+    assert no_results_under(tmp_path) == []
+    assert not [p for p in tmp_path.rglob("*.csv")] and not list(tmp_path.rglob("REPORT.md"))
+    assert _study_rows(tmp_path) == []
+    tally("bad_inputs")
 
 
 @pytest.mark.parametrize("word", ["naïve café", "🙂🙃 emoji 🙂", "שלום עולם", "مرحبا بالعالم", "日本語"])

@@ -1,0 +1,42 @@
+"""One writer per results dir: rnnexp-reproduce and rnnexp-report hold an exclusive lock on
+<results>/.lock while they train and write.
+
+Two reproductions on one results dir would train the same run dirs at the same time and rewrite
+the same tables and plots; every file is written atomically, so neither would be torn, but the
+work is doubled and a report could mix both. The second one stops at once with a one-line error.
+The lock is an fcntl.flock: the kernel drops it when its process dies (SIGKILL included), so a
+killed reproduction never leaves a stale lock behind.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+LOCK = ".lock"
+
+
+class ResultsBusy(ValueError):
+    """Another process holds the results dir."""
+
+
+@contextmanager
+def results_lock(results: Path, prog: str) -> Iterator[None]:
+    """Hold <results>/.lock for the block; ResultsBusy (one line) when another process holds it."""
+    path = Path(results) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            raise ResultsBusy(f"another rnnexp-reproduce or rnnexp-report (pid {holder}) is "
+                              f"running on results dir {str(results)!r}; wait for it to finish"
+                              ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {prog}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
