@@ -726,12 +726,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--launcher", choices=("basic", "batched"), default=None,
                         help="Hydra launcher (default: batched where installed, else basic)")
     args = parser.parse_args(argv)
+    from rnnexp.results_lock import ResultsBusy, results_lock
+
     try:
-        summary = run_all(args.results, QUICK if args.quick else FULL, args.launcher,
-                          command=" ".join(["rnnexp-study", *(argv or sys.argv[1:])]))
-    except StudyError as err:
+        args.results.mkdir(parents=True, exist_ok=True)
+        # one writer per results dir, as for rnnexp-reproduce and rnnexp-report
+        with results_lock(args.results, "rnnexp-study"):
+            summary = run_all(args.results, QUICK if args.quick else FULL, args.launcher,
+                              command=" ".join(["rnnexp-study", *(argv or sys.argv[1:])]))
+    except (StudyError, ResultsBusy) as err:
         print(f"rnnexp-study: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("rnnexp-study: interrupted; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
     best = summary["validation"]["best"]
     print(f"best: {' '.join(param_overrides(summary['search']['best_params']))}")
     print(f"validation: median {best['median']:g} epochs, {best['converged']}/{best['seeds']} "
