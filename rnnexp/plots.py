@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 
 from rnnexp.artifacts import atomic_write_bytes  # noqa: E402
 from rnnexp.collect import Collection  # noqa: E402
-from rnnexp.sweeps import EPOCH, METRIC, Sweep, canonical  # noqa: E402
-from rnnexp.tables import TableResult  # noqa: E402
+from rnnexp.sweeps import Sweep, canonical  # noqa: E402
+from rnnexp.tables import TableResult, cells_of  # noqa: E402
 
 LOSS_FLOOR = 1e-12  # a loss of exactly 0 is drawn here on the log scale
 
@@ -69,19 +69,11 @@ def _runs_of_setting(result: TableResult, values, grid: dict) -> list[str]:
 
 def published_points(sweep: Sweep, grid: dict) -> list[tuple[int, float]]:
     """(epoch, value) of the published losses that belong to a setting."""
-    layout = sweep.layout
     points = []
-    for r, row in enumerate(layout.rows.values):
-        for c, col in enumerate(layout.columns.values):
-            axes = {layout.rows.key: row, layout.columns.key: col}
-            if any(k in grid and canonical(grid[k]) != canonical(v) for k, v in axes.items()):
-                continue
-            metric = axes.get(METRIC, layout.metric)
-            if metric not in ("loss", "final_loss"):
-                continue
-            epoch = axes.get(EPOCH, layout.at_epoch) or sweep.epochs
+    for r, c, metric, epoch in cells_of(sweep.layout, grid):
+        if metric in ("loss", "final_loss"):
             p = sweep.published[r][c]
-            points.append((epoch, max(p.value, p.floor)))
+            points.append((epoch or sweep.epochs, max(p.value, p.floor)))
     return points
 
 

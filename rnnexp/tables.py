@@ -85,20 +85,25 @@ def table_values(sweep: Sweep, collection: Collection) -> pd.DataFrame:
     for setting, runs in setting_runs(sweep, collection):
         grid = dict(setting.grid)
         for _, run in runs.iterrows():
-            for r, row in enumerate(layout.rows.values):
-                for c, col in enumerate(layout.columns.values):
-                    axes = {layout.rows.key: row, layout.columns.key: col}
-                    if any(k in grid and canonical(grid[k]) != canonical(v) for k, v in axes.items()):
-                        continue
-                    metric = axes.get(METRIC, layout.metric)
-                    epoch = axes.get(EPOCH, layout.at_epoch)
-                    records.append({
-                        "reading": setting.reading, "row": r, "col": c, "seed": int(run.seed),
-                        "value": _metric_value(run, metric, epoch, collection),
-                        "generated": run.get("generated"), "spells_word": bool(run.get("spells_word")),
-                        "run_dir": run.run_dir})
+            for r, c, metric, epoch in cells_of(layout, grid):
+                records.append({
+                    "reading": setting.reading, "row": r, "col": c, "seed": int(run.seed),
+                    "value": _metric_value(run, metric, epoch, collection),
+                    "generated": run.get("generated"), "spells_word": bool(run.get("spells_word")),
+                    "run_dir": run.run_dir})
     columns = ["reading", "row", "col", "seed", "value", "generated", "spells_word", "run_dir"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def cells_of(layout, grid: dict):
+    """(row index, column index, metric, epoch) of every table cell that a setting whose varied
+    values are `grid` fills (epoch None: the run's last)."""
+    for r, row in enumerate(layout.rows.values):
+        for c, col in enumerate(layout.columns.values):
+            axes = {layout.rows.key: row, layout.columns.key: col}
+            if any(k in grid and canonical(grid[k]) != canonical(v) for k, v in axes.items()):
+                continue
+            yield r, c, axes.get(METRIC, layout.metric), axes.get(EPOCH, layout.at_epoch)
 
 
 # ---------------------------------------------------------------- cells and fit
