@@ -97,7 +97,7 @@ def start_worker(tmp_path: Path, storage: str, study: str, *overrides: str) -> s
     return proc
 
 
-def wait_all(procs, timeout: float = 120) -> None:
+def wait_all(procs, timeout: float = 300) -> None:
     for p in procs:
         rc = p.wait(timeout=timeout)
         assert rc == 0, p.log_path.read_text()[-3000:]
@@ -169,9 +169,10 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried(tmp_path, p
     victim = start_worker(tmp_path, pg_url, "kill", "hydra.sweeper.n_trials=6", *ENDLESS,
                           *HEARTBEAT)
     dead = running_trial_of(victim, pg_url, "kill")
+    kill(victim)
+    time.sleep(3)  # heartbeat 1 s + grace period 2 s: stale when the others first look
     others = [start_worker(tmp_path, pg_url, "kill", "hydra.sweeper.n_trials=6", *HEARTBEAT)
               for _ in range(2)]
-    kill(victim)
     wait_all(others)
     study = load(pg_url, "kill")
     assert_study_filled(study, 6, tmp_path / "sweep")

@@ -196,6 +196,9 @@ class OptunaSweeperImpl(Sweeper):
         finished = count_finished(study)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if finished >= n_trials:
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                # a retry queued after the other trials already made the total: never to run
+                fail_trial(study, trial, f"not run: the study already had n_trials={n_trials} trials")
             return None
         free = n_trials - finished - len(running)
         if free <= 0:
