@@ -108,13 +108,14 @@ def load(storage: str, study: str) -> optuna.Study:
 
 
 def running_trial_of(proc: subprocess.Popen, storage: str, study: str, timeout: float = 60):
-    """The trial this worker is running, once it runs one."""
+    """The trial this worker is running, once it runs one with its parameters drawn."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.log_path.read_text()[-3000:]
         try:
             for t in load(storage, study).get_trials(states=(TrialState.RUNNING,)):
-                if t.user_attrs.get("worker", {}).get("pid") == proc.pid:
+                # with its parameters set: a kill before that leaves nothing to retry with
+                if t.user_attrs.get("worker", {}).get("pid") == proc.pid and t.params:
                     return t
         except KeyError:
             pass  # the study does not exist yet
@@ -151,7 +152,8 @@ def assert_retried(study: optuna.Study, dead) -> None:
     assert failed.state == TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].state in FINISHED
-    assert retries[0].params == dead.params
+    # the failed trial as stored now: `dead` may have been read before its parameters were set
+    assert failed.params and retries[0].params == failed.params
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
