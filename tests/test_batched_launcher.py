@@ -309,25 +309,19 @@ def assert_same_runs(a: Path, b: Path, tol: float = 1e-9) -> None:
         assert all(np.allclose(pa[k], pb[k], rtol=0, atol=1e-6) for k in pa)
 
 
-GRID = ["optimizer=adam,rmsprop", "optimizer.lr=0.01,0.1", "seed=0,1", "train.epochs=20"]
+GRIDS = {
+    "torch": ["optimizer=adam,rmsprop", "optimizer.lr=0.01,0.1", "seed=0,1", "train.epochs=20"],
+    "numpy": ["model=numpy_rnn", "model.hidden_size=8", "optimizer=sgd,adagrad",
+              "optimizer.lr=0.05,0.2", "seed=0,1", "train.epochs=15"],
+}
 
 
-def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path):
-    batched, proc = _sweep(tmp_path, "batched", *GRID)
+@pytest.mark.parametrize("model", list(GRIDS))
+def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path, model):
+    batched, proc = _sweep(tmp_path, "batched", *GRIDS[model])
     assert proc.returncode == 0, proc.stderr
     assert "8 jobs in 2 batches" in proc.stdout
-    basic, proc = _sweep(tmp_path, "basic", *GRID, launcher="basic")
-    assert proc.returncode == 0, proc.stderr
-    assert_same_runs(batched, basic)
-
-
-def test_numpy_sweep_batches_and_matches_single_runs(tmp_path):
-    grid = ["model=numpy_rnn", "model.hidden_size=8", "optimizer=sgd,adagrad", "optimizer.lr=0.05,0.2",
-            "seed=0,1", "train.epochs=15"]
-    batched, proc = _sweep(tmp_path, "batched", *grid)
-    assert proc.returncode == 0, proc.stderr
-    assert "8 jobs in 2 batches" in proc.stdout
-    basic, proc = _sweep(tmp_path, "basic", *grid, launcher="basic")
+    basic, proc = _sweep(tmp_path, "basic", *GRIDS[model], launcher="basic")
     assert proc.returncode == 0, proc.stderr
     assert_same_runs(batched, basic)
 
