@@ -29,7 +29,6 @@ class TorchModuleEngine:
         self.inputs = torch.tensor(group.inputs, device=group.device)
         self.targets = torch.tensor(group.targets, device=group.device)
         self.criterion = nn.CrossEntropyLoss()
-        self.active = True
 
     def step(self) -> tuple[np.ndarray, np.ndarray]:
         self.optimizer.zero_grad()
@@ -41,7 +40,7 @@ class TorchModuleEngine:
         return np.array([loss.item()]), np.array([spelled])
 
     def keep(self, mask: np.ndarray) -> None:
-        self.active = bool(mask[0])
+        """Nothing to drop: the loop stops once its one member leaves."""
 
     def export(self, i: int) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().double().numpy() for k, v in self.model.state_dict().items()}
