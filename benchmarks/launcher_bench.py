@@ -46,7 +46,7 @@ def run(launcher: str, n_trials: int, workdir: Path, profile: Path | None = None
     if profile is None:
         cmd = [str(BIN / "rnnexp-train"), *args]
     else:
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "rnnexp.cli", *args]
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "rnnexp.cli.train", *args]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                           env={**os.environ, "HYDRA_FULL_ERROR": "1"})
@@ -76,9 +76,9 @@ def bookkeeping_in_process(n_trials: int, workdir: Path) -> dict[str, float]:
 
     from hydra_plugins.rnnexp_batched_launcher import _core
     from hydra_plugins.rnnexp_batched_launcher.batched_launcher import BatchedLauncher
-    from rnnexp.cli import CONF_DIR
+    from rnnexp.configs import TRAIN_DIR as CONF_DIR
 
-    initialize_config_dir(config_dir=CONF_DIR, version_base="1.3")
+    initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
     loader = GlobalHydra.instance().config_loader()
     master = loader.load_configuration(
         "config", [f"hydra.sweep.dir={workdir / 'bookkeeping'}", "hydra/launcher=batched"],

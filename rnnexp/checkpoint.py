@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnexp.artifacts import atomic_write_bytes
+from rnnexp.results import atomic_write_bytes
 
 FILENAME = "model.npz"
 FORMAT = "rnnexp-checkpoint/1"

@@ -21,7 +21,8 @@ from typing import Optional
 import pandas as pd
 import yaml
 
-from rnnexp.artifacts import HISTORY, METRICS, atomic_write_text
+from rnnexp.results import HISTORY, METRICS, NotFinished, atomic_write_text
+from rnnexp.results import read_metrics as read_finished_metrics
 from rnnexp.sweeps import canonical, flatten
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -29,7 +30,6 @@ RUN_FILES = (METRICS, HISTORY, "model.npz")
 # metrics.json keys that repeat the config: the config columns already hold them
 REPEATS_CONFIG = ("model", "hidden_size", "bias", "model_args", "optimizer", "optimizer_args",
                   "seed", "dtype", "epochs")
-REQUIRED_METRICS = ("status", "epochs_run", "final_loss", "generated", "spells_word")
 # config columns runs.csv always keeps, even where every run has the same value
 IDENTITY_COLUMNS = ("word", "model.name", "optimizer.name", "train.epochs", "seed")
 
@@ -92,19 +92,10 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_metrics(run_dir: Path) -> dict:
-    path = run_dir / METRICS
-    if not path.is_file():
-        raise BadRunDir("no metrics.json (unfinished or killed run)")
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise BadRunDir("metrics.json is not valid JSON (truncated or damaged)") from None
-    if not isinstance(metrics, dict):
-        raise BadRunDir("metrics.json does not hold a JSON object")
-    missing = [k for k in REQUIRED_METRICS if k not in metrics]
-    if missing:
-        raise BadRunDir(f"metrics.json lacks {', '.join(missing)}")
-    return metrics
+        return read_finished_metrics(run_dir)
+    except NotFinished as e:
+        raise BadRunDir(str(e)) from None
 
 
 def check_history(run_dir: Path, epochs_run: int) -> None:

@@ -8,12 +8,14 @@ a one-line message that names the key.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from rnnexp.errors import require
 
 
 class ConfigError(ValueError):
@@ -95,7 +97,9 @@ class RMSpropConfig:
 class TrainConfig:
     epochs: int = 100
     checkpoint: bool = True  # save the trained weights (model.npz) in the run dir
-    max_word_length: int = 1000  # longer texts are refused (a guard against pasting a file)
+    # a `word=` longer than this is refused: a guard against pasting a whole file on the command
+    # line, where `word_file` is the way for long texts (it has no cap)
+    max_word_length: int = 1000
     skip_done: bool = False  # a run dir that already holds metrics.json is not trained again
 
 
@@ -123,6 +127,12 @@ MODELS = {"numpy_rnn": NumpyRNNConfig, "torch_rnn": TorchRNNConfig}
 OPTIMIZERS = {"sgd": SGDConfig, "adam": AdamConfig, "adagrad": AdagradConfig,
               "rmsprop": RMSpropConfig}
 NUMPY_OPTIMIZERS = ("sgd", "adagrad")
+MODEL_COMMON = ("name", "hidden_size", "bias")  # every model has these; the rest are its own
+
+
+def model_args(model: str) -> dict[str, Any]:
+    """A model's own arguments and their defaults, as its schema above declares them."""
+    return {f.name: f.default for f in fields(MODELS[model]) if f.name not in MODEL_COMMON}
 
 
 def register_configs() -> None:
@@ -137,8 +147,7 @@ def register_configs() -> None:
 # ---------------------------------------------------------------- checks
 
 def _require(ok: bool, key: str, rule: str, value) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {rule}, got {value!r}")
+    require(ok, key, rule, value, ConfigError)
 
 
 def _finite(x) -> bool:
@@ -165,9 +174,10 @@ def validate(cfg) -> str:
     _require(isinstance(word, str), key, "must be a string", word)
     _require(len(word) >= 2, key, "needs at least two characters", word)
     _require(word.strip() != "", key, "must contain a non-whitespace character", word)
-    limit = cfg.train.max_word_length
-    _require(len(word) <= limit, key,
-             f"is longer than train.max_word_length={limit} characters", f"{len(word)} characters")
+    if key == "word":
+        limit = cfg.train.max_word_length
+        _require(len(word) <= limit, key, f"is longer than train.max_word_length={limit} characters "
+                 "(give long texts with word_file=PATH)", f"{len(word)} characters")
 
     _require(cfg.seed >= 0, "seed", "must be >= 0", cfg.seed)
     _require(cfg.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda", cfg.device)

@@ -46,10 +46,6 @@ class Example:
     inputs: np.ndarray  # (T,) int64
     targets: np.ndarray  # (T,) int64
 
-    @property
-    def length(self) -> int:
-        return len(self.inputs)
-
 
 def make_example(word: str) -> Example:
     if not isinstance(word, str):
@@ -59,10 +55,3 @@ def make_example(word: str) -> Example:
     vocab = Vocab.from_text(word)
     ids = vocab.encode(word)
     return Example(word=word, vocab=vocab, inputs=ids[:-1], targets=ids[1:])
-
-
-def one_hot(ids: np.ndarray, size: int, dtype=np.float64) -> np.ndarray:
-    """(T,) int -> (T, size) with a single 1 per row."""
-    out = np.zeros((len(ids), size), dtype=dtype)
-    out[np.arange(len(ids)), ids] = 1
-    return out

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnnexp.artifacts import atomic_write_bytes  # noqa: E402
+from rnnexp.results import atomic_write_bytes  # noqa: E402
 from rnnexp.collect import Collection  # noqa: E402
 from rnnexp.sweeps import Sweep, canonical  # noqa: E402
 from rnnexp.tables import TableResult, cells_of  # noqa: E402

@@ -1,38 +1,31 @@
 """results/ from the run dirs: runs.csv, tables/<name>.csv|.md, plots/<name>.png and REPORT.md.
 
-REPORT.md is a list of registered sections (`register_section`), each rendering Markdown from a
-ReportContext: how the report was made, the tables of every sweep, the verdicts on the report's
-ambiguities, the check of its conclusions, and skipped run dirs. A study added later (e.g. an Optuna
-search) registers its own section with an `order` that places it.
-
-`rnnexp-report [--results DIR] [--quick]` rebuilds everything from existing runs, without training.
+REPORT.md is a list of sections, each rendering Markdown from a ReportContext. This module renders
+the report's own: how the report was made, the tables of every sweep, the verdicts on the report's
+ambiguities, the check of its conclusions, and skipped run dirs. rnnexp.reproduce lists which
+sections REPORT.md has and in what order (a study adds its own there).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import shlex
-import sys
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-from rnnexp.artifacts import atomic_write_text
 from rnnexp.claims import check_conclusions, claims_markdown
 from rnnexp.collect import Collection, RunDirWarning, collect, write_runs_csv
-from rnnexp.results_lock import ResultsBusy, results_lock
-from rnnexp.study import render_report_section as render_study_section
-from rnnexp.sweeps import Sweep, SweepError, load_sweeps
+from rnnexp.results import Results, atomic_write_text
+from rnnexp.sweeps import Sweep, load_sweeps
 from rnnexp.tables import (TableResult, build_table, fit_markdown, fit_verdict, table_csv,
                            table_markdown)
 
-MANIFEST = "reproduce.json"  # written by rnnexp-reproduce: how the runs were made
 PACKAGES = ("torch", "numpy", "pandas", "hydra-core", "omegaconf", "optuna", "matplotlib")
 
 
@@ -48,28 +41,16 @@ class ReportContext:
     tables: dict[str, TableResult]
     manifest: dict
     quick: bool
-    extra: dict = field(default_factory=dict)  # room for sections added later (studies, ...)
 
     def runs_dir(self) -> Path:
-        return self.results / "runs"
+        return Results(self.results).runs
 
-
-# ---------------------------------------------------------------- the section registry
 
 @dataclass(frozen=True)
 class Section:
     name: str
     order: int  # REPORT.md lists sections by this
-    render: Callable[[ReportContext], str]
-
-
-SECTIONS: dict[str, Section] = {}
-
-
-def register_section(name: str, order: int, render: Callable[[ReportContext], str]) -> None:
-    """Add (or replace) a REPORT.md section. Built in: made 0, tables 100, ambiguities 200,
-    conclusions 300, problems 900."""
-    SECTIONS[name] = Section(name, order, render)
+    render: Callable[[ReportContext], str]  # Markdown; "" leaves the section out
 
 
 # ---------------------------------------------------------------- how it was made
@@ -129,7 +110,7 @@ def render_made(ctx: ReportContext) -> str:
 # ---------------------------------------------------------------- tables
 
 def _display_dir(ctx: ReportContext, sweep: Sweep) -> str:
-    path = sweep.sweep_dir(ctx.runs_dir())
+    path = Results(ctx.results).sweep_runs(sweep.name, sweep.quick)
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -145,7 +126,7 @@ def render_sweep(ctx: ReportContext, sweep: Sweep) -> str:
             if sweep.layout.rows.key == "epoch" else "") + "; not comparable with the published "
             "values.*", ""]
     commands = sweep.commands(Path(_display_dir(ctx, sweep)))
-    lines += [f"Sweep file `sweeps/{sweep.name}.yaml`; run by hand with"
+    lines += [f"Sweep file `sweeps/tables/{sweep.name}.yaml`; run by hand with"
               + (" (one multirun per group of readings)" if len(commands) > 1 else "") + ":", "",
               "```sh"]
     lines += [shlex.join(["rnnexp-train", *c]) for c in commands]
@@ -193,7 +174,6 @@ def render_ambiguities(ctx: ReportContext) -> str:
 
 def render_conclusions(ctx: ReportContext) -> str:
     checks = check_conclusions(ctx.tables, ctx.collection)
-    ctx.extra["claims"] = checks
     return ("## The report's conclusions, checked across seeds\n\n"
             "Verdicts: *holds* (every seed/setting), *holds mostly* (at least half), *mostly "
             "fails*, *fails* (none).\n\n" + claims_markdown(checks))
@@ -206,14 +186,6 @@ def render_problems(ctx: ReportContext) -> str:
              "not counted:", ""]
     lines += [f"- `{p.run_dir}`: {p.reason}" for p in ctx.collection.problems]
     return "\n".join(lines) + "\n"
-
-
-register_section("made", 0, render_made)
-register_section("tables", 100, render_tables)
-register_section("ambiguities", 200, render_ambiguities)
-register_section("conclusions", 300, render_conclusions)
-register_section("problems", 900, render_problems)
-register_section("study", 350, render_study_section)  # rnnexp-study's results, once it has run
 
 
 # ---------------------------------------------------------------- building everything
@@ -232,7 +204,7 @@ def ensure_writable(path: Path) -> Path:
 
 def read_manifest(results: Path) -> dict:
     try:
-        data = json.loads((Path(results) / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(Results(results).manifest.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -248,12 +220,13 @@ def report_sweeps(quick: bool, seeds: Optional[int] = None,
     return [s.with_seeds(seeds) for s in sweeps] if seeds else sweeps
 
 
-def build_report(results: Path, quick: Optional[bool] = None, sweeps_dir: Optional[Path] = None,
-                 warn: bool = False) -> ReportContext:
-    """Collect results/runs, write runs.csv, every table and plot, and REPORT.md."""
+def build_report(results: Path, sections: Sequence[Section], quick: Optional[bool] = None,
+                 sweeps_dir: Optional[Path] = None, warn: bool = False) -> ReportContext:
+    """Collect results/runs, write runs.csv, every table and plot, and REPORT.md of `sections`."""
     from rnnexp.plots import plot_table  # matplotlib only when drawing
 
     results = ensure_writable(results)
+    layout = Results(results)
     manifest = read_manifest(results)
     if quick is None or quick == bool(manifest.get("quick", False)):
         quick, seeds = bool(manifest.get("quick", False)), manifest.get("seeds")
@@ -262,18 +235,18 @@ def build_report(results: Path, quick: Optional[bool] = None, sweeps_dir: Option
     sweeps = report_sweeps(quick, seeds, sweeps_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("always" if warn else "ignore", RunDirWarning)
-        collection = collect(results / "runs", base=results, warn=warn)
+        collection = collect(layout.runs, base=results, warn=warn)
     tables = {s.name: build_table(s, collection) for s in sweeps}
     ctx = ReportContext(results, sweeps, collection, tables, manifest, quick)
 
-    write_runs_csv(collection, results / "runs.csv")
-    for d in ("tables", "plots"):
-        (results / d).mkdir(exist_ok=True)
+    write_runs_csv(collection, layout.runs_csv)
+    for d in (layout.tables, layout.plots):
+        d.mkdir(exist_ok=True)
     for name, result in tables.items():
-        atomic_write_text(results / "tables" / f"{name}.csv", table_csv(result).to_csv(index=False))
-        atomic_write_text(results / "tables" / f"{name}.md", _table_file_markdown(result))
-        plot_table(result, collection, results / "plots" / f"{name}.png")
-    atomic_write_text(results / "REPORT.md", render_report(ctx))
+        atomic_write_text(layout.tables / f"{name}.csv", table_csv(result).to_csv(index=False))
+        atomic_write_text(layout.tables / f"{name}.md", _table_file_markdown(result))
+        plot_table(result, collection, layout.plots / f"{name}.png")
+    atomic_write_text(layout.report, render_report(ctx, sections))
     return ctx
 
 
@@ -289,41 +262,7 @@ def _table_file_markdown(result: TableResult) -> str:
     return "\n".join(parts)
 
 
-def render_report(ctx: ReportContext) -> str:
+def render_report(ctx: ReportContext, sections: Sequence[Section]) -> str:
     title = "# Reproduction of \"Visual Recognition Part-2, Assignment 1\" (character-level RNNs)\n"
-    body = [s.render(ctx) for s in sorted(SECTIONS.values(), key=lambda s: (s.order, s.name))]
+    body = [s.render(ctx) for s in sorted(sections, key=lambda s: (s.order, s.name))]
     return title + "\n" + "\n".join(b for b in body if b)
-
-
-# ---------------------------------------------------------------- command line
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def report_main(argv: Optional[list[str]] = None) -> None:
-    parser = OneLineParser(prog="rnnexp-report",
-                           description="Rebuild tables, plots and REPORT.md from existing runs.")
-    parser.add_argument("--results", default="results", help="results dir (default: results)")
-    parser.add_argument("--quick", action="store_true", default=None,
-                        help="tables of a --quick reproduction (default: as recorded by it)")
-    args = parser.parse_args(argv)
-    results = Path(args.results)
-    try:
-        if not results.is_dir():
-            raise ReportError(f"results dir {str(results)!r} does not exist")
-        with results_lock(results, "rnnexp-report"):
-            ctx = build_report(results, quick=args.quick)
-    except (ReportError, SweepError, ResultsBusy) as e:
-        print(f"rnnexp-report: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    for p in ctx.collection.problems:
-        print(f"rnnexp-report: warning: skipped {p}", file=sys.stderr)
-    print(f"{len(ctx.collection.runs)} runs -> {results / 'REPORT.md'}")
-
-
-if __name__ == "__main__":
-    report_main()

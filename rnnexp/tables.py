@@ -35,11 +35,6 @@ class TableResult:
         best = self.fit[self.fit.best]
         return None if best.empty else str(best.reading.iloc[0])
 
-    def runs_of(self, reading: str) -> pd.DataFrame:
-        """run_dir, setting label and seed of every run behind the reading's table."""
-        v = self.values[self.values.reading == reading]
-        return v.drop_duplicates("run_dir")
-
 
 # ---------------------------------------------------------------- matching runs to settings
 

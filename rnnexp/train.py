@@ -17,16 +17,14 @@ import torch
 from omegaconf import DictConfig
 
 from rnnexp import checkpoint
-from rnnexp.artifacts import write_run
-from rnnexp.config import ConfigError, optimizer_args, plain, validate
+from rnnexp.results import write_run
+from rnnexp.config import ConfigError, model_args, optimizer_args, plain, validate
 from rnnexp.converge import epochs_to_converge
 from rnnexp.data import make_example
 from rnnexp.engine import BOOL_OPTIMIZER_ARGS, GroupSpec, MemberSpec
 from rnnexp.generate import generate, layers_from
-from rnnexp.hooks import EpochHook
+from rnnexp.tuning.hooks import EpochHook
 
-MODEL_ARGS = {"numpy_rnn": ("init", "loss_reduction", "clip"),
-              "torch_rnn": ("num_layers", "nonlinearity")}
 
 
 @dataclass
@@ -54,7 +52,7 @@ def group_spec(cfg: DictConfig, word: str) -> GroupSpec:
         model=cfg.model.name, vocab_size=len(ex.vocab),
         inputs=tuple(ex.inputs.tolist()), targets=tuple(ex.targets.tolist()),
         hidden_size=cfg.model.hidden_size, bias=cfg.model.bias, optimizer=cfg.optimizer.name,
-        model_args=tuple((k, cfg.model[k]) for k in MODEL_ARGS[cfg.model.name]),
+        model_args=tuple((k, cfg.model[k]) for k in model_args(cfg.model.name)),
         flags=tuple((k, bool(v)) for k, v in args.items() if k in BOOL_OPTIMIZER_ARGS),
         dtype=cfg.dtype, device=resolve_device(cfg.device))
 
@@ -131,7 +129,7 @@ def summarize(cfg: DictConfig, word: str, vocab: tuple, loss: np.ndarray, spelle
         "model": cfg.model.name,
         "hidden_size": int(cfg.model.hidden_size),
         "bias": bool(cfg.model.bias),
-        "model_args": {k: cfg.model[k] for k in MODEL_ARGS[cfg.model.name]},
+        "model_args": {k: cfg.model[k] for k in model_args(cfg.model.name)},
         "optimizer": cfg.optimizer.name,
         "optimizer_args": {k: list(v) if isinstance(v, tuple) else v
                            for k, v in optimizer_args(cfg.optimizer).items()},
@@ -148,6 +146,15 @@ def summarize(cfg: DictConfig, word: str, vocab: tuple, loss: np.ndarray, spelle
         "status": status,
         "wall_time_s": round(wall_time_s, 6),
     }
+
+
+def summary_line(m: dict) -> str:
+    converged = (f"converged at epoch {m['epochs_to_converge']}" if m["converged"]
+                 else "did not converge")
+    loss = "nan" if m["final_loss"] is None else f"{m['final_loss']:.6g}"
+    return (f"{m['model']} h={m['hidden_size']} {m['optimizer']} lr={m['optimizer_args']['lr']:g} "
+            f"seed={m['seed']}: {m['status']}, final loss {loss}, {converged}, "
+            f"generates {m['generated']!r} ({m['wall_time_s']:.2f} s)")
 
 
 def train_group(cfgs: Sequence[DictConfig], hooks: Optional[Sequence[Optional[EpochHook]]] = None,

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from rnnexp.configs import SWEEPS_DIR, TABLES_DIR, TRAIN_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = TRAIN_DIR
 
 
 @pytest.fixture

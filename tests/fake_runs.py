@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from rnnexp.artifacts import write_run
+from rnnexp.results import write_run
 from rnnexp.sweeps import Setting, setting_config
 
 MODEL_DEFAULTS = (("word", "edgement"), ("model", "torch_rnn"), ("optimizer", "rmsprop"),

@@ -206,7 +206,7 @@ def test_groups_split_by_what_members_share_and_by_max_batch(tmp_path, hydra_loa
 
 
 def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monkeypatch):
-    import rnnexp.hooks
+    import rnnexp.tuning.hooks
 
     seen = []
 
@@ -221,7 +221,7 @@ def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monk
         seen.append(os.environ.get("TRIAL_AT"))
         return StopAt(int(os.environ["TRIAL_AT"])) if "TRIAL_AT" in os.environ else None
 
-    monkeypatch.setattr(rnnexp.hooks, "hook_for", hook_for)
+    monkeypatch.setattr(rnnexp.tuning.hooks, "hook_for", hook_for)
     monkeypatch.delenv("TRIAL_AT", raising=False)
     launcher = _launcher(tmp_path, hydra_loader)
     returns = launcher.launch([["seed=0", "train.epochs=8", "++hydra.job.env_set.TRIAL_AT=3"],
@@ -264,7 +264,7 @@ def test_options_are_checked_with_one_line_naming_them():
             BatchedLauncher(**kwargs)
 
 
-# ------------------------------------------------------------------------------- the real CLI
+# ------------------------------------------------------------------------ the real CLI (slow)
 
 def _sweep(tmp_path, name, *args, launcher="batched"):
     extra = ["hydra/launcher=batched"] if launcher == "batched" else []
@@ -316,6 +316,7 @@ GRIDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(GRIDS))
 def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path, model):
     batched, proc = _sweep(tmp_path, "batched", *GRIDS[model])
@@ -326,6 +327,7 @@ def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path, model):
     assert_same_runs(batched, basic)
 
 
+@pytest.mark.slow
 def test_mixed_groups_and_override_dirname_subdirs(tmp_path):
     args = ["model.hidden_size=3,6", "optimizer.lr=0.05,0.3", "train.epochs=10",
             "hydra.sweep.subdir=${hydra.job.override_dirname}"]
@@ -338,6 +340,7 @@ def test_mixed_groups_and_override_dirname_subdirs(tmp_path):
     assert_same_runs(batched, basic)
 
 
+@pytest.mark.slow
 def test_an_invalid_job_fails_alone(tmp_path):
     out, proc = _sweep(tmp_path, "s", "optimizer.lr=0.1,-1,0.2", "train.epochs=5")
     assert proc.returncode == 2
@@ -347,6 +350,7 @@ def test_an_invalid_job_fails_alone(tmp_path):
     assert (out / "1" / ".hydra" / "config.yaml").exists() and not (out / "1" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_skip_done_resumes_a_sweep(tmp_path):
     args = ["optimizer.lr=0.1,0.2", "seed=0,1", "train.epochs=5", "train.skip_done=true"]
     out, proc = _sweep(tmp_path, "s", *args)
@@ -365,6 +369,7 @@ def test_skip_done_resumes_a_sweep(tmp_path):
     assert json.loads(after[out / "2" / "metrics.json"])["seed"] == 0
 
 
+@pytest.mark.slow
 def test_a_diverging_member_fails_alone(tmp_path):
     out, proc = _sweep(tmp_path, "s", "model.nonlinearity=relu", "optimizer=sgd",
                        "optimizer.lr=0.1,1e30,0.05", "train.epochs=10")
@@ -381,6 +386,7 @@ STUDY = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.
          "hydra.sweeper.seeds=[0,1]", "train.epochs=20"]
 
 
+@pytest.mark.slow
 def test_optuna_study_with_the_batched_launcher_matches_the_basic_one(tmp_path):
     """Same seeded study through both launchers: same trials, values and job files."""
     dirs, out = {}, {}

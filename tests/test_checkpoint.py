@@ -5,23 +5,96 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import CONF, run_cli
 from rnnexp import checkpoint
 from rnnexp.checkpoint import CheckpointError
 from rnnexp.generate import generate, layers_from
 from rnnexp.train import save_result, train
 
 
+ACKNOWLEDGEMENT = ["word=Acknowledgement", "model.hidden_size=15", "optimizer=adam",
+                   "optimizer.lr=0.05", "train.epochs=150"]
+
+
 @pytest.fixture(scope="module")
 def acknowledgement_run(tmp_path_factory):
     """A converging Q2(i)-style run, trained through the real CLI."""
     out = tmp_path_factory.mktemp("ack") / "run"
-    proc = run_cli("rnnexp-train", "word=Acknowledgement", "model.hidden_size=15", "optimizer=adam",
-                   "optimizer.lr=0.05", "train.epochs=150", f"hydra.run.dir={out}", cwd=out.parent)
+    proc = run_cli("rnnexp-train", *ACKNOWLEDGEMENT, f"hydra.run.dir={out}", cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
     return out
 
 
+@pytest.fixture(scope="module")
+def acknowledgement_in_process(tmp_path_factory):
+    """The same run, trained and saved in this process as rnnexp-train's app does."""
+    from hydra import compose, initialize_config_dir
+
+    from rnnexp.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=ACKNOWLEDGEMENT)
+    out = tmp_path_factory.mktemp("ack_in_process")
+    save_result(out, train(cfg), cfg)
+    return out
+
+
+def generate_main(capsys, *args: str) -> list[str]:
+    """rnnexp-generate's main in this process: the texts it prints."""
+    from rnnexp.cli.generate import main
+
+    main(list(args))
+    return capsys.readouterr().out.split()
+
+
+def test_generate_main_spells_and_samples(acknowledgement_in_process, capsys):
+    run = str(acknowledgement_in_process)
+    assert generate_main(capsys, run, "--start", "A") == ["Acknowledgement"]
+    (longer,) = generate_main(capsys, run, "--start", "Ack", "--length", "20")
+    assert len(longer) == 20 and longer.startswith("Acknowledgement")
+    args = [run, "--temperature", "2.0", "--samples", "4", "--seed", "1"]
+    a, b = generate_main(capsys, *args), generate_main(capsys, *args)
+    assert a == b and len(a) == 4 and all(s.startswith("A") and len(s) == 15 for s in a)
+
+
+GENERATE_BAD = [
+    (["--start", "Az"], "character 'z' is not in the model's vocabulary"),
+    (["--length", "0"], "--length: must be >= 1"),
+    (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
+    (["--temperature", "nan"], "--temperature: must be a finite number >= 0"),
+    (["--samples", "0"], "--samples: must be >= 1"),
+    (["--start", ""], "--start: must hold at least one character"),
+    (["--length", "many"], "argument --length: invalid int value: 'many'"),
+]
+
+
+@pytest.mark.parametrize("args,message", GENERATE_BAD, ids=[" ".join(a) for a, _ in GENERATE_BAD])
+def test_bad_generate_arguments(acknowledgement_in_process, capsys, monkeypatch, args, message):
+    from rnnexp.cli.generate import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # one line, not the traceback
+
+    with pytest.raises(SystemExit) as stop:
+        main([str(acknowledgement_in_process), *args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("rnnexp-generate: error: ") and message in err
+
+
+def test_a_missing_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    from rnnexp.cli.generate import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"rnnexp-generate: error: no checkpoint at '{tmp_path / 'nothing'}'")
+
+
+@pytest.mark.slow
 def test_generate_spells_the_trained_word(acknowledgement_run):
     proc = run_cli("rnnexp-generate", str(acknowledgement_run), "--start", "A",
                    cwd=acknowledgement_run)
@@ -32,6 +105,7 @@ def test_generate_spells_the_trained_word(acknowledgement_run):
     assert len(longer.stdout.strip()) == 20 and longer.stdout.startswith("Acknowledgement")
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_and_temperature_controls_it(acknowledgement_run):
     args = [str(acknowledgement_run), "--temperature", "2.0", "--samples", "4", "--seed", "1"]
     a = run_cli("rnnexp-generate", *args, cwd=acknowledgement_run).stdout.split()
@@ -42,15 +116,13 @@ def test_sampling_is_seeded_and_temperature_controls_it(acknowledgement_run):
     assert cold == ["Acknowledgement"] * 3
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--start", "Az"], "character 'z' is not in the model's vocabulary"),
-    (["--length", "0"], "--length: must be >= 1"),
-    (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
-])
-def test_bad_generate_arguments(acknowledgement_run, args, message):
-    proc = run_cli("rnnexp-generate", str(acknowledgement_run), *args, cwd=acknowledgement_run)
-    assert proc.returncode == 2 and message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+@pytest.mark.slow
+def test_a_bad_generate_argument_through_the_cli(acknowledgement_run):
+    """One case through the script; every bad argument: test_bad_generate_arguments above."""
+    proc = run_cli("rnnexp-generate", str(acknowledgement_run), "--start", "Az",
+                   cwd=acknowledgement_run)
+    assert proc.returncode == 2 and "character 'z' is not in the model's vocabulary" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
 def test_round_trip_and_generation_match_the_run(make_cfg, tmp_path):

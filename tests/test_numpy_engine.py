@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from greedy import numpy_greedy
 from rnnexp.data import make_example
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.engine.numpy_engine import (Adagrad, NumpyEngine, NumpyEngineError, SGD,
@@ -144,7 +145,7 @@ def test_engine_is_the_numpy_rnn_training_loop():
     for _ in range(60):
         loss, spelled = engine.step()
         expected, grads = model.loss_and_grads(WORD.inputs, WORD.targets)
-        greedy = model.generate(WORD.inputs[:1], len(WORD.inputs) + 1)
+        greedy = numpy_greedy(model, WORD.inputs[:1], len(WORD.inputs) + 1)
         assert loss[0] == pytest.approx(expected, rel=1e-13)
         assert spelled[0] == (greedy == list(WORD.inputs) + [WORD.targets[-1]])
         clipped_somewhere |= any(np.abs(g).max() > 0.05 for g in grads.values())
@@ -193,7 +194,7 @@ def test_spelled_turns_true_and_export_generates_the_word():
     # spelled was measured before the last update; the word is spelled by those params, and
     # almost surely still after one more small step
     model = NumpyRNN.from_params(exported)
-    assert word.vocab.decode(model.generate(word.inputs[:1], len(word.word))) == "edgement"
+    assert word.vocab.decode(numpy_greedy(model, word.inputs[:1], len(word.word))) == "edgement"
 
 
 def test_float32_engine_tracks_float64():

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from greedy import numpy_greedy, torch_greedy
+from rnnexp.generate import generate, layers_from
 from rnnexp.gradcheck import GradientCheckError, assert_gradients_close, check_gradients
 from rnnexp.models.numpy_rnn import (NumpyRNN, NumpyRNNError, init_stacked,
                                      stacked_loss_and_grads)
@@ -239,12 +241,13 @@ def test_float32_runs_close_to_float64():
 # ------------------------------------------------------------------------------- generate, from_params
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_generate_matches_torch_greedy(bias):
+def test_generation_matches_full_prefix_reruns_in_numpy_and_torch(bias):
     model = random_model(6, 5, bias=bias, seed=9)
     net = torch_twin(model)
     for start in ([0], [3, 1], [2, 2, 5]):
-        assert model.generate(start, 10) == net.generate(start, 10)
-    assert model.generate([4, 1, 2], 2) == [4, 1, 2]
+        assert numpy_greedy(model, start, 10) == torch_greedy(net, start, 10) \
+            == generate(layers_from(model.params), start, 10)
+    assert generate(layers_from(model.params), [4, 1, 2], 2) == [4, 1, 2]
 
 
 def test_from_params_copies_and_round_trips():

@@ -21,7 +21,8 @@ from hydra_plugins.rnnexp_optuna_sweeper._search_space import (
     parse_overrides,
     quoted,
 )
-from rnnexp import hooks
+from rnnexp.tuning import hooks
+from rnnexp.tuning import storage as optuna_storage
 
 APP = Path(__file__).parent / "fixtures" / "toy_app" / "app.py"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -134,8 +135,8 @@ def test_conditional_on_an_unknown_parent_or_value_is_refused():
 
 # ------------------------------------------------------------------------------ hooks
 def _journal_study(tmp_path, pruner=None):
-    url = hooks.resolve_storage(str(tmp_path / "s.log"), "unused")
-    study = optuna.create_study(storage=hooks.open_storage(url), study_name="s", pruner=pruner)
+    url = optuna_storage.resolve_storage(str(tmp_path / "s.log"), "unused")
+    study = optuna.create_study(storage=optuna_storage.open_storage(url), study_name="s", pruner=pruner)
     if pruner is not None:
         study.set_user_attr(hooks.PRUNER_ATTR, {"_target_": "optuna.pruners.ThresholdPruner",
                                                 "upper": 1.0})
@@ -153,7 +154,7 @@ def test_lead_hook_reports_every_n_epochs_through_the_storage(tmp_path):
     hook = hooks.hook_for(None, env=ref.to_env())  # not registered: opened from the file
     assert not any(hook.report(e, 1.0 / e) for e in range(1, 10))
     assert hook.report(10, float("nan")) is False
-    reloaded = optuna.load_study(study_name="s", storage=hooks.open_storage(url))
+    reloaded = optuna.load_study(study_name="s", storage=optuna_storage.open_storage(url))
     assert reloaded.trials[0].intermediate_values == {3: 1 / 3, 6: 1 / 6, 9: 1 / 9}
 
 
@@ -172,7 +173,7 @@ def test_prune_decision_reaches_the_other_seeds(tmp_path):
 def test_in_process_registry_is_used_before_the_storage(tmp_path):
     study = optuna.create_study()  # in memory: reachable only through the registry
     trial = study.ask()
-    ref = hooks.TrialRef(hooks.MEMORY_STORAGE, study.study_name, trial.number, True, 1)
+    ref = hooks.TrialRef(optuna_storage.MEMORY_STORAGE, study.study_name, trial.number, True, 1)
     assert hooks.hook_for(None, env=ref.to_env()) is None
     hooks.register_live_trial(ref, trial)
     try:
@@ -184,8 +185,8 @@ def test_in_process_registry_is_used_before_the_storage(tmp_path):
 
 def test_unreachable_storage_is_one_line_naming_the_url(tmp_path):
     url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
-    with pytest.raises(hooks.StorageError, match="no/such/dir/x.db") as err:
-        hooks.open_storage(url)
+    with pytest.raises(optuna_storage.StorageError, match="no/such/dir/x.db") as err:
+        optuna_storage.open_storage(url)
     assert "\n" not in str(err.value)
 
 
@@ -194,12 +195,12 @@ def test_a_torn_last_journal_line_is_dropped(tmp_path):
     study.tell(study.ask(), 1.0)
     with open(url, "ab") as f:
         f.write(b'{"op_code": 4, "wor')  # a write cut short by SIGKILL
-    again = optuna.load_study(study_name="s", storage=hooks.open_storage(url))
+    again = optuna.load_study(study_name="s", storage=optuna_storage.open_storage(url))
     again.tell(again.ask(), 2.0)
-    assert [t.value for t in optuna.load_study(study_name="s", storage=hooks.open_storage(url)).trials] == [1.0, 2.0]
+    assert [t.value for t in optuna.load_study(study_name="s", storage=optuna_storage.open_storage(url)).trials] == [1.0, 2.0]
 
 
-# ------------------------------------------------------------------------------ the CLI
+# ------------------------------------------------------------------------- the CLI (slow)
 def run_app(tmp_path, *overrides, check=True, wait=True):
     cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=optuna",
            "hydra.sweeper.study_name=toy", f"hydra.sweep.dir={tmp_path}/sweep",
@@ -215,7 +216,7 @@ def run_app(tmp_path, *overrides, check=True, wait=True):
 
 
 def load(tmp_path):
-    storage = hooks.open_storage(str(tmp_path / "results" / "studies" / "toy.log"))
+    storage = optuna_storage.open_storage(str(tmp_path / "results" / "studies" / "toy.log"))
     return optuna.load_study(study_name="toy", storage=storage)
 
 
@@ -223,6 +224,7 @@ def states(study):
     return [t.state for t in study.trials]
 
 
+@pytest.mark.slow
 def test_study_runs_stores_and_writes_results(tmp_path):
     proc = run_app(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
                    "x=interval(0, 1)", "optimizer=choice(sgd, adam)", "train.epochs=5")
@@ -245,6 +247,7 @@ def test_study_runs_stores_and_writes_results(tmp_path):
     assert len(load(tmp_path).trials) == 4
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_runs_only_the_missing_trials(tmp_path):
     args = ["hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1", "x=interval(0, 1)",
             "train.epochs=10"]
@@ -273,6 +276,7 @@ def test_resume_after_sigkill_runs_only_the_missing_trials(tmp_path):
         assert (tmp_path / "sweep" / str(t.user_attrs["job_nums"][0]) / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_pruned_trials_are_pruned_in_trials_csv(tmp_path):
     run_app(tmp_path, "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1", "x=interval(0, 1)",
             "hydra/sweeper/sampler=random", "hydra/sweeper/pruner=median",
@@ -285,6 +289,7 @@ def test_pruned_trials_are_pruned_in_trials_csv(tmp_path):
         assert metrics["status"] == "pruned" and metrics["epochs_run"] < 10
 
 
+@pytest.mark.slow
 def test_a_diverging_job_fails_alone_and_the_study_goes_on(tmp_path):
     run_app(tmp_path, "hydra.sweeper.n_trials=6", "x=interval(0, 1)", "diverge_above=0.6",
             "raise_above=0.9", "hydra/sweeper/sampler=random", "hydra.sweeper.max_failure_rate=1",
@@ -297,6 +302,7 @@ def test_a_diverging_job_fails_alone_and_the_study_goes_on(tmp_path):
     assert all("diverged" in r or "RuntimeError" in r for r in reasons)
 
 
+@pytest.mark.slow
 def test_failures_beyond_max_failure_rate_stop_the_sweep(tmp_path):
     proc = run_app(tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1",
                    "x=interval(0.7, 1)", "diverge_above=0.6", "hydra.sweeper.max_failure_rate=0.2",
@@ -306,6 +312,7 @@ def test_failures_beyond_max_failure_rate_stop_the_sweep(tmp_path):
     assert (tmp_path / "sweep" / "trials.csv").exists()
 
 
+@pytest.mark.slow
 def test_seeds_run_as_jobs_of_one_trial_and_are_aggregated(tmp_path):
     proc = run_app(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
                    "hydra.sweeper.seeds=[0,1,2]", "hydra.sweeper.aggregate=median",
@@ -321,6 +328,7 @@ def test_seeds_run_as_jobs_of_one_trial_and_are_aggregated(tmp_path):
         assert t.user_attrs["seed_values"] == [[v] for v in finals]
 
 
+@pytest.mark.slow
 def test_objective_expression_and_bad_storage(tmp_path):
     run_app(tmp_path, "hydra.sweeper.n_trials=2", "x=interval(0, 1)", "train.epochs=5",
             "hydra.sweeper.objective='final_loss + epochs_run'")
@@ -333,6 +341,7 @@ def test_objective_expression_and_bad_storage(tmp_path):
     assert f"cannot open Optuna storage '{bad}'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_grid_sampler_visits_each_point_once_and_stops(tmp_path):
     run_app(tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=10", "x=0.1,0.5",
             "optimizer=choice(sgd, adam)", "train.epochs=3")
@@ -340,6 +349,7 @@ def test_grid_sampler_visits_each_point_once_and_stops(tmp_path):
     assert len(load(tmp_path).trials) == 4 and len(points) == 4
 
 
+@pytest.mark.slow
 def test_multi_objective_writes_the_pareto_front(tmp_path):
     import yaml
 
@@ -365,7 +375,7 @@ def test_rnnexp_train_study_end_to_end(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    storage = hooks.open_storage(str(tmp_path / "results" / "studies" / "lr.log"))
+    storage = optuna_storage.open_storage(str(tmp_path / "results" / "studies" / "lr.log"))
     study = optuna.load_study(study_name="lr", storage=storage)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 6

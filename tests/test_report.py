@@ -7,7 +7,8 @@ from fake_runs import fake_run
 from rnnexp.claims import (check_converges_within, check_falls_with_size, check_fastest,
                            check_lower_with_bias, check_spelling_vs_loss, verdict)
 from rnnexp.collect import collect
-from rnnexp.report import SECTIONS, build_report, register_section
+from rnnexp import report
+from rnnexp.reproduce import SECTIONS
 from rnnexp.sweeps import load_sweep
 from rnnexp.tables import build_table, log_distance, table_csv, table_markdown
 
@@ -84,29 +85,27 @@ def test_log_distance_treats_a_printed_zero_as_below_its_last_digit():
 
 def test_build_report_writes_every_output(tiny):
     sweeps, results = tiny
-    ctx = build_report(results, sweeps_dir=sweeps)
+    ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
     for name in ("runs.csv", "REPORT.md", "tables/tiny.csv", "tables/tiny.md", "plots/tiny.png"):
         assert (results / name).is_file(), name
-    report = (results / "REPORT.md").read_text()
-    assert report.index("## How this report was made") < report.index("## Tiny section") \
-        < report.index("## Where the report contradicts itself") \
-        < report.index("## The report's conclusions")
-    assert "rnnexp-train -m" in report and "Seeds found: 0, 1 " in report
-    assert "fit **alpha 0.5** best" in report
+    text = (results / "REPORT.md").read_text()
+    assert text.index("## How this report was made") < text.index("## Tiny section") \
+        < text.index("## Where the report contradicts itself") \
+        < text.index("## The report's conclusions")
+    assert "rnnexp-train -m" in text and "Seeds found: 0, 1 " in text
+    assert "fit **alpha 0.5** best" in text
     assert len(pd.read_csv(results / "runs.csv")) == len(ctx.collection.runs) == 17
     assert (results / "plots" / "tiny.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_registered_section_lands_in_report_order(tiny):
     sweeps, results = tiny
-    register_section("study", 150, lambda ctx: "## A later study\n")
-    try:
-        build_report(results, sweeps_dir=sweeps)
-        report = (results / "REPORT.md").read_text()
-        assert report.index("## Tiny section") < report.index("## A later study") \
-            < report.index("## Where the report contradicts itself")
-    finally:
-        SECTIONS.pop("study")
+    later = report.Section("study", 150, lambda ctx: "## A later study\n")
+    sections = [s for s in SECTIONS if s.name != "study"] + [later]
+    report.build_report(results, sections, sweeps_dir=sweeps)
+    text = (results / "REPORT.md").read_text()
+    assert text.index("## Tiny section") < text.index("## A later study") \
+        < text.index("## Where the report contradicts itself")
 
 
 # ---------------------------------------------------------------- claim checks on made-up data

@@ -3,6 +3,7 @@ killed with SIGKILL, and the joblib and submitit_local launchers (docs/scaling.m
 
 PostgreSQL: 127.0.0.1:5432, trust auth; each run of this file works in a fresh database
 rnnexp_test_<random>, dropped at the end. Trials are tiny (a 3-unit NumPy RNN, a few epochs).
+Every test that starts a worker, kills one or needs a database is marked slow.
 """
 import json
 import os
@@ -19,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from rnnexp import hooks
+from rnnexp.tuning import storage as optuna_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -104,7 +105,7 @@ def wait_all(procs, timeout: float = 300) -> None:
 
 
 def load(storage: str, study: str) -> optuna.Study:
-    return optuna.load_study(study_name=study, storage=hooks.open_storage(storage))
+    return optuna.load_study(study_name=study, storage=optuna_storage.open_storage(storage))
 
 
 def running_trial_of(proc: subprocess.Popen, storage: str, study: str, timeout: float = 60):
@@ -157,6 +158,7 @@ def assert_retried(study: optuna.Study, dead) -> None:
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
+@pytest.mark.slow
 def test_three_workers_fill_one_postgresql_study(tmp_path, pg_url):
     workers = [start_worker(tmp_path, pg_url, "fill", "hydra.sweeper.n_trials=60",
                             "hydra.sweeper.n_jobs=2", *HEARTBEAT) for _ in range(3)]
@@ -167,6 +169,7 @@ def test_three_workers_fill_one_postgresql_study(tmp_path, pg_url):
     assert set(by_worker) <= {w.pid for w in workers} and len(by_worker) >= 2
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_fails_after_grace_period_and_is_retried(tmp_path, pg_url):
     victim = start_worker(tmp_path, pg_url, "kill", "hydra.sweeper.n_trials=6", *ENDLESS,
                           *HEARTBEAT)
@@ -181,6 +184,7 @@ def test_killed_worker_trial_fails_after_grace_period_and_is_retried(tmp_path, p
     assert_retried(study, dead)
 
 
+@pytest.mark.slow
 def test_workers_on_mysql(tmp_path, mysql_url):
     workers = [start_worker(tmp_path, mysql_url, "my", "hydra.sweeper.n_trials=4", *HEARTBEAT)
                for _ in range(2)]
@@ -189,6 +193,7 @@ def test_workers_on_mysql(tmp_path, mysql_url):
 
 
 # ------------------------------------------------------------------------------ journal file
+@pytest.mark.slow
 def test_journal_file_workers_with_one_killed(tmp_path):
     journal = str(tmp_path / "study.log")
     victim = start_worker(tmp_path, journal, "j", "hydra.sweeper.n_trials=10", *ENDLESS)
@@ -213,6 +218,7 @@ def assert_run_dirs(study: optuna.Study) -> None:
         assert t.intermediate_values  # the job reported from its own process
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_processes_that_report_and_prune(tmp_path):
     journal = str(tmp_path / "study.log")
     proc = start_worker(tmp_path, journal, "jl", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -229,6 +235,7 @@ def test_joblib_launcher_runs_jobs_in_processes_that_report_and_prune(tmp_path):
         assert metrics["status"] == "pruned" and metrics["epochs_run"] < 20
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_writes_run_dirs(tmp_path):
     journal = str(tmp_path / "study.log")
     proc = start_worker(tmp_path, journal, "sl", "hydra/launcher=submitit_local",
@@ -246,10 +253,16 @@ def test_worker_liveness_by_pid_and_host():
 
     me = this_worker()
     assert worker_is_gone(me) is False
+    assert worker_is_gone({**me, "host": me["host"] + "-elsewhere"}) is None
+
+
+@pytest.mark.slow
+def test_a_reaped_workers_pid_is_gone():
+    from hydra_plugins.rnnexp_optuna_sweeper._workers import this_worker, worker_is_gone
+
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # exited and reaped: its pid is gone
-    assert worker_is_gone({**me, "pid": child.pid}) is True
-    assert worker_is_gone({**me, "host": me["host"] + "-elsewhere"}) is None
+    assert worker_is_gone({**this_worker(), "pid": child.pid}) is True
 
 
 def test_a_sweep_dir_serves_one_study(tmp_path):
@@ -271,17 +284,11 @@ def test_trials_past_the_total_are_the_highest_numbered(tmp_path):
     assert [t.number for t in beyond_total(study, done + late, 4)] == [4]
 
 
-@pytest.mark.parametrize("key, value", [("heartbeat_interval", 0), ("grace_period", -1),
-                                        ("max_retry", -1)])
-def test_bad_heartbeat_settings_name_their_key(tmp_path, key, value):
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "rnnexp-train"), "-m", "hydra/sweeper=optuna",
-         f"hydra.sweeper.{key}={value}", f"hydra.sweep.dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert f"hydra.sweeper.{key}={value}" in proc.stderr.strip().splitlines()[-1]
+# bad heartbeat_interval, grace_period and max_retry: tests/reliability/test_bad_inputs.py
+# (STUDY_CASES, in process; heartbeat_interval=0 also through rnnexp-train)
 
 
+@pytest.mark.slow
 def test_postgresql_workers_train_their_batches_stacked(tmp_path, pg_url):
     """Each worker asks n_jobs trials at a time and hands them to the batched launcher, which
     trains them as one stacked computation; together the workers still stop at n_trials."""

@@ -13,13 +13,14 @@ from optuna.trial import TrialState
 
 from hydra_plugins.rnnexp_optuna_sweeper._objective import Objective
 from hydra_plugins.rnnexp_optuna_sweeper._search_space import build_search_space
-from rnnexp import study
 from rnnexp.config import OPTIMIZERS
+from rnnexp.results import Results
+from rnnexp.study import FULL, QUICK, samplers, search, section, spec, validation
 from tests.conftest import ROOT, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-SWEEPER = study.study_file_cfg().hydra.sweeper
-BUDGET = int(study.study_file_cfg().train.epochs)
+SWEEPER = spec.study_cfg().hydra.sweeper
+BUDGET = spec.study_file().epochs
 
 
 # ------------------------------------------------------------------------------ the objective
@@ -96,6 +97,7 @@ def test_every_searched_argument_is_a_key_of_its_optimizer_config():
     "model.hidden_size=choice(5, 10)",
     "++hydra.sweeper.params.model.hidden_size='int(interval(3, 8))'",
 ])
+@pytest.mark.slow
 def test_a_space_varying_the_hidden_size_is_refused_through_the_cli(tmp_path, override):
     proc = run_cli("rnnexp-train", "-m", "--config-dir", str(ROOT / "sweeps"),
                    "--config-name", "fastest_convergence", override,
@@ -118,7 +120,28 @@ def test_the_study_config_is_not_taken_for_a_table_sweep():
 def test_no_report_section_before_the_study_has_run(tmp_path):
     from types import SimpleNamespace
 
-    assert study.render_report_section(SimpleNamespace(results=tmp_path)) == ""
+    assert section.render_section(SimpleNamespace(results=tmp_path)) == ""
+
+
+# ------------------------------------------------------------------------------ the study file
+def test_the_full_budget_is_the_study_files_and_the_quick_one_its_own():
+    f = spec.study_file()
+    full = FULL.resolved()
+    assert (full.n_trials, full.n_jobs, full.trial_seeds) == (f.n_trials, f.n_jobs, f.seeds)
+    assert QUICK.resolved() == QUICK
+
+
+def test_the_report_setting_is_the_optimizer_of_its_table_sweep():
+    assert spec.report_setting() == {"optimizer": "rmsprop", "optimizer.lr": 0.4,
+                                     "optimizer.alpha": 0.5, "optimizer.eps": 1e-18,
+                                     "optimizer.momentum": 0.0}
+
+
+@pytest.mark.slow
+def test_rnnexp_study_fails_in_one_line(tmp_path):
+    proc = run_cli("rnnexp-study", "--results", "/proc/forbidden", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("rnnexp-study: error: ") and len(proc.stderr.splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -126,22 +149,22 @@ def test_quantile_with_inf_matches_numpy_on_finite_values_and_is_inf_past_them()
     rng = np.random.default_rng(0)
     values = rng.integers(1, 100, size=20).astype(float)
     for q in (0.0, 0.25, 0.5, 0.75, 1.0):
-        assert study.quantile_with_inf(values, q) == pytest.approx(np.quantile(values, q))
+        assert validation.quantile_with_inf(values, q) == pytest.approx(np.quantile(values, q))
     with_failures = np.array([10.0, 20.0, 30.0, np.inf])
-    assert study.quantile_with_inf(with_failures, 0.5) == 25.0
-    assert study.quantile_with_inf(with_failures, 0.75) == math.inf  # between 30 and a failure
+    assert validation.quantile_with_inf(with_failures, 0.5) == 25.0
+    assert validation.quantile_with_inf(with_failures, 0.75) == math.inf  # between 30 and a failure
 
 
 def test_epochs_summary_counts_a_failed_seed_as_slowest():
     runs = pd.DataFrame({"converged": [True, True, False],
                          "epochs_to_converge": [40, 50, None]})
-    s = study.epochs_summary(runs, 100)
+    s = validation.epochs_summary(runs, 100)
     assert (s["median"], s["min"], s["max"], s["converged"], s["seeds"]) == (50, 40, math.inf, 2, 3)
-    assert study.epochs_text(s["max"], 100) == ">100"
+    assert validation.epochs_text(s["max"], 100) == ">100"
 
 
 def test_best_so_far_ignores_failed_trials():
-    curve = study.best_so_far([np.nan, 120.0, np.nan, 80.0, 95.0, 60.0])
+    curve = samplers.best_so_far([np.nan, 120.0, np.nan, 80.0, 95.0, 60.0])
     assert curve.tolist() == [math.inf, 120, 120, 80, 80, 60]
 
 
@@ -152,13 +175,13 @@ def test_busy_seconds_is_the_union_of_trial_intervals():
     at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
     # two overlapping trials of one batch, a pause (a resume later), one more trial
     intervals = [(at(0), at(10)), (at(2), at(12)), (at(1000), at(1005))]
-    assert study.busy_seconds(intervals) == 17
-    assert study.busy_seconds([]) == 0
+    assert search.busy_seconds(intervals) == 17
+    assert search.busy_seconds([]) == 0
 
 
 def test_param_overrides_put_the_optimizer_group_first():
-    lines = study.param_overrides({"optimizer.lr": 0.1, "optimizer": "adam",
-                                   "optimizer.amsgrad": True, "optimizer.betas.0": 0.5})
+    lines = validation.param_overrides({"optimizer.lr": 0.1, "optimizer": "adam",
+                                        "optimizer.amsgrad": True, "optimizer.betas.0": 0.5})
     assert lines == ["optimizer=adam", "optimizer.amsgrad=true", "optimizer.betas.0=0.5",
                      "optimizer.lr=0.1"]
 
@@ -179,9 +202,9 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
 
     numbers = pd.read_csv(out / "validation.csv")
     assert numbers.setting.tolist() == ["best", "report"]
-    assert (numbers.seeds == len(study.QUICK.validation_seeds)).all()
+    assert (numbers.seeds == len(QUICK.validation_seeds)).all()
     runs = pd.read_csv(out / "validation_runs.csv")
-    assert sorted(set(runs.seed)) == list(study.QUICK.validation_seeds)
+    assert sorted(set(runs.seed)) == list(QUICK.validation_seeds)
 
     _, branches = study_space()
     trials = pd.read_csv(out / "search" / "trials.csv")
@@ -190,11 +213,11 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
                    if k.startswith("params_") and not pd.isna(v)}
         assert present == {"optimizer", *branches[row["params_optimizer"]]}
 
-    section = study.report_section(results)
-    assert "study/loss_curves.png" in section and "study/sampler_comparison.png" in section
-    assert "| best" in section and "| report" in section
+    text = section.report_section(Results(results))
+    assert "study/loss_curves.png" in text and "study/sampler_comparison.png" in text
+    assert "| best" in text and "| report" in text
 
     # same study name and storage: a second run adds no trial
-    again = study.run_study(results.resolve(), study.QUICK, "basic")
+    again = search.run_study(Results(results.resolve()), QUICK, "basic")
     assert sum(again["trials"].values()) == sum(
         OmegaConf.load(out / "study.yaml").search.trials.values())

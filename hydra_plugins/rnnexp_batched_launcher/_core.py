@@ -216,11 +216,10 @@ class _Timer:
 
 def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
                    initial_job_idx: int) -> list[JobReturn]:
-    from rnnexp.artifacts import read_done
-    from rnnexp.cli import summary_line
     from rnnexp.config import validate
-    from rnnexp.hooks import hook_for
-    from rnnexp.train import group_spec, save_result, train_group
+    from rnnexp.results import read_done
+    from rnnexp.train import group_spec, save_result, summary_line, train_group
+    from rnnexp.tuning.hooks import hook_for
 
     setup_globals()
     config = launcher.config

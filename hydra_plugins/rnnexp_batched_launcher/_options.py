@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+from rnnexp.errors import require
+
 
 class LauncherOptionError(ValueError):
     """A hydra.launcher option that cannot be used; the message names it."""
 
 
 def _check(ok: bool, key: str, rule: str, value) -> None:
-    if not ok:
-        raise LauncherOptionError(f"hydra.launcher.{key}: {rule}, got {value!r}")
+    require(ok, f"hydra.launcher.{key}", rule, value, LauncherOptionError)
 
 
 def _positive_int_or_none(x) -> bool:

@@ -28,18 +28,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from rnnexp.hooks import (
-    PRUNER_ATTR,
-    TrialRef,
-    is_rdb_url,
-    open_storage,
-    register_live_trial,
-    resolve_storage,
-    unregister_live_trial,
-)
+from rnnexp.errors import require
+from rnnexp.results import atomic_path, json_safe
+from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
+from rnnexp.tuning.outputs import copy_results, write_results
+from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
 
 from ._objective import Objective, Outcome
-from ._results import atomic_path, copy_results, write_results
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -101,16 +96,16 @@ class OptunaSweeperImpl(Sweeper):
         grace_period: int | None = None,
         max_retry: int | None = 3,
     ) -> None:
-        _require(n_trials >= 1, "n_trials", n_trials, "must be at least 1")
-        _require(n_jobs >= 1, "n_jobs", n_jobs, "must be at least 1")
-        _require(max_failure_rate >= 0, "max_failure_rate", max_failure_rate, "must be >= 0")
-        _require(report_every >= 1, "report_every", report_every, "must be at least 1")
+        _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
+        _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
+        _require(max_failure_rate >= 0, "max_failure_rate", "must be >= 0", max_failure_rate)
+        _require(report_every >= 1, "report_every", "must be at least 1", report_every)
         _require(heartbeat_interval is None or heartbeat_interval >= 1, "heartbeat_interval",
-                 heartbeat_interval, "must be null or at least 1 (seconds)")
-        _require(grace_period is None or grace_period >= 1, "grace_period", grace_period,
-                 "must be null or at least 1 (seconds)")
-        _require(max_retry is None or max_retry >= 0, "max_retry", max_retry,
-                 "must be null or at least 0")
+                 "must be null or at least 1 (seconds)", heartbeat_interval)
+        _require(grace_period is None or grace_period >= 1, "grace_period",
+                 "must be null or at least 1 (seconds)", grace_period)
+        _require(max_retry is None or max_retry >= 0, "max_retry", "must be null or at least 0",
+                 max_retry)
         self.sampler_cfg = _container(sampler)
         self.pruner_cfg = _container(pruner)
         self.directions = _directions(direction)
@@ -125,7 +120,7 @@ class OptunaSweeperImpl(Sweeper):
         self.objective_names = [objective] if isinstance(objective, str) else list(objective)
         self.objective = Objective(objective, len(self.directions), aggregate)
         self.seeds: list[int | None] = list(seeds) if seeds else [None]
-        _require(len(set(self.seeds)) == len(self.seeds), "seeds", seeds, "has duplicates")
+        _require(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", seeds)
         self.seed_key = seed_key
         self.report_every = report_every
         self.forbid = list(forbid)
@@ -262,7 +257,7 @@ class OptunaSweeperImpl(Sweeper):
             raise SweeperConfigError(
                 f"direction={self.directions} but study {name!r} in {url} was created with {found}"
             )
-        # jobs in other processes rebuild the pruner from here (see rnnexp.hooks)
+        # jobs in other processes rebuild the pruner from here (see rnnexp.tuning.hooks)
         study.set_user_attr(PRUNER_ATTR, self.pruner_cfg)
         return study, url
 
@@ -332,7 +327,7 @@ class OptunaSweeperImpl(Sweeper):
         trial.set_user_attr("job_dirs", [_output_dir(j) for j in jobs])
         if self.seeds != [None]:
             trial.set_user_attr("seeds", self.seeds)
-            trial.set_user_attr("seed_values", _json_safe(outcome.seed_values))
+            trial.set_user_attr("seed_values", json_safe(outcome.seed_values))
         if outcome.state == TrialState.FAIL:
             log.warning("Trial %d failed: %s", trial.number, outcome.reason)
             trial.set_user_attr("fail_reason", outcome.reason[:500])
@@ -410,11 +405,6 @@ def _output_dir(job: JobReturn) -> str | None:
     return OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir") if job.hydra_cfg else None
 
 
-def _json_safe(rows: list[list[Any]]) -> list[list[Any]]:
-    return [[v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in row]
-            for row in rows]
-
-
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
@@ -422,7 +412,7 @@ def _container(node: Any) -> Any:
 def _directions(direction: Any) -> list[str]:
     directions = [direction] if isinstance(direction, str) else list(_container(direction))
     for d in directions:
-        _require(d in ("minimize", "maximize"), "direction", d, "must be minimize or maximize")
+        _require(d in ("minimize", "maximize"), "direction", "must be minimize or maximize", d)
     return directions
 
 
@@ -439,9 +429,8 @@ def _instantiate(what: str, cfg: dict) -> Any:
         raise SweeperConfigError(f"{what} {cfg.get('_target_')!r} cannot be created: {reason}") from err
 
 
-def _require(ok: bool, key: str, value: Any, what: str) -> None:
-    if not ok:
-        raise SweeperConfigError(f"hydra.sweeper.{key}={value!r} {what}")
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    require(ok, f"hydra.sweeper.{key}", rule, value, SweeperConfigError)
 
 
 __all__ = ["OptunaSweeperImpl", "SweeperConfigError", "FailureRateExceeded", "SearchSpaceError"]

@@ -39,6 +39,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from rnnexp.sweeps.grammar import flatten, hydra_value, quoted
+
 
 class SearchSpaceError(ValueError):
     """A search space parameter that cannot be understood or is not allowed."""
@@ -112,24 +114,6 @@ def suggest_one(trial, p: Param) -> Any:
     return trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
 
 
-def hydra_value(value: Any) -> str:
-    """A suggested value as override text; strings Hydra would misread are quoted."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str) and not re.fullmatch(r"[\w./:-]+", value):
-        return quoted(value)
-    return str(value)
-
-
-def quoted(text: str) -> str:
-    """Override text that Hydra reads back as exactly this string (never as a number or bool)."""
-    # Hydra unescapes backslashes only before a quote or the closing quote
-    text = re.sub(r"(\\+)('|$)", lambda m: m.group(1) * 2 + m.group(2), text)
-    return "'" + text.replace("'", "\\'") + "'"
-
-
 def grid_values(p: Param) -> list[Any]:
     d = p.distribution
     if isinstance(d, CategoricalDistribution):
@@ -151,19 +135,6 @@ def parse_overrides(lines: list[str]) -> list[Override]:
         return OverridesParser.create().parse_overrides(lines)
     except Exception as err:  # noqa: BLE001 - Hydra's message names the bad text already
         raise SearchSpaceError(" ".join(str(err).split())) from err
-
-
-def flatten_params(params: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    """params: {"optimizer.lr": "..."} or, as the command line writes it, {"optimizer": {"lr": ...}}
-    -> {"optimizer.lr": "..."}. A mapping is never a parameter value, so nesting is unambiguous."""
-    flat: dict[str, Any] = {}
-    for key, value in (params or {}).items():
-        full = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{full}."))
-        else:
-            flat[full] = value
-    return flat
 
 
 def override_text(key: str, value: Any) -> str:
@@ -242,7 +213,7 @@ def build_search_space(
 ) -> SearchSpace:
     """params from the config, then command-line overrides (which replace params of the same key),
     then the conditional branches."""
-    lines = {k: override_text(k, v) for k, v in flatten_params(params).items()}
+    lines = {k: override_text(k, v) for k, v in flatten(params).items()}
     for o in parse_overrides(command_line):
         key = o.input_line.split("=", 1)[0].strip()
         lines.pop(key.lstrip("+"), None)

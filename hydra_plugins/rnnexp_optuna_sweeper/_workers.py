@@ -33,7 +33,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnexp.hooks import PRUNED_ATTR
+from rnnexp.tuning.hooks import PRUNED_ATTR
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ import inspect
 
 import numpy as np
 
+from rnnexp.config import model_args
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.models.numpy_rnn import (INITS, REDUCTIONS, check_choice, check_sequences,
                                      init_stacked, stacked_loss_and_grads)
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-MODEL_ARGS = {"init": "randn", "loss_reduction": "sum", "clip": None}
+MODEL_ARGS = model_args("numpy_rnn")  # {name: default}
 
 
 class NumpyEngineError(ValueError):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnexp.config import model_args
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.engine.stacked_optim import make_optimizer
 from rnnexp.models.torch_rnn import DTYPES
@@ -258,7 +259,7 @@ def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
     bad = [i for i in (*group.inputs, *group.targets) if not 0 <= i < group.vocab_size]
     if bad:
         raise StackConfigError(f"character index {bad[0]} is outside vocab_size={group.vocab_size}")
-    known = {"num_layers", "nonlinearity"}
+    known = set(model_args("torch_rnn"))
     for key, _ in group.model_args:
         if key not in known:
             raise StackConfigError(f"model_args: unknown key {key!r} for torch_rnn (known: {', '.join(sorted(known))})")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnexp.errors import require
+
 WEIGHT_KEYS = ("W_xh", "W_hh", "W_yh")
 BIAS_KEYS = ("b_h", "b_y")
 PARAM_KEYS = WEIGHT_KEYS + BIAS_KEYS
@@ -30,8 +32,8 @@ class NumpyRNNError(ValueError):
 # checks (done once by callers; the stacked core itself trusts its arguments)
 
 def check_choice(key: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise NumpyRNNError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    require(value in allowed, key, f"must be one of {', '.join(map(repr, allowed))}", value,
+            NumpyRNNError)
 
 
 def check_sequences(inputs, targets, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,14 +227,3 @@ class NumpyRNN:
         loss, grads, _ = stacked_loss_and_grads(self._stacked_view(), inputs, targets,
                                                 self.loss_reduction)
         return float(loss[0]), {k: g[0] for k, g in grads.items()}
-
-    def generate(self, start_ids, length: int) -> list[int]:
-        """Greedy: from h_0 = 0 read the ids and append the argmax next id until `length` ids."""
-        ids = [int(i) for i in start_ids]
-        if not ids:
-            raise NumpyRNNError("generate needs at least one start id")
-        check_sequences(ids, ids, self.vocab_size)
-        while len(ids) < length:
-            _, logits = forward(self._stacked_view(), np.array(ids))
-            ids.append(int(logits[0, -1].argmax()))
-        return ids

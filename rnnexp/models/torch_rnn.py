@@ -22,15 +22,6 @@ class CharRNN(nn.Module):
         out, _ = self.rnn(x)  # (1, T, H)
         return self.fc(out[0])
 
-    @torch.no_grad()
-    def generate(self, start_ids: list[int], length: int) -> list[int]:
-        """Greedy: append the argmax of the next-character distribution until `length` ids."""
-        ids = list(start_ids)
-        while len(ids) < length:
-            logits = self(torch.tensor(ids, device=self.fc.weight.device))
-            ids.append(int(logits[-1].argmax()))
-        return ids
-
 
 def build(vocab_size: int, hidden_size: int, *, seed: int, num_layers: int = 1,
           nonlinearity: str = "tanh", bias: bool = True, dtype: str = "float64",

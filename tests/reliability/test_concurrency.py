@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import run_cli
-from rnnexp.results_lock import results_lock
+from rnnexp.results import results_lock
+
+pytestmark = pytest.mark.slow  # every test runs the console scripts
 
 BIN = Path(sys.executable).parent
 BUSY = "is running on results dir"

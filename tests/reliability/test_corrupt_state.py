@@ -9,11 +9,14 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from optuna.trial import TrialState
 
 from conftest import run_cli
 from fake_runs import fake_run
-from rnnexp import hooks
+from rnnexp.tuning import storage as optuna_storage
+
+pytestmark = pytest.mark.slow  # every test runs the console scripts
 
 BIN = Path(sys.executable).parent
 
@@ -67,7 +70,7 @@ def study(target: Path, n_trials: int) -> subprocess.CompletedProcess:
 
 
 def finished(target: Path) -> list:
-    s = optuna.load_study(study_name="s", storage=hooks.open_storage(str(target / "study.log")))
+    s = optuna.load_study(study_name="s", storage=optuna_storage.open_storage(str(target / "study.log")))
     return [t for t in s.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 

@@ -20,7 +20,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from rnnexp import hooks
+from rnnexp.tuning import storage as optuna_storage
+
+pytestmark = pytest.mark.slow  # every test starts, kills and restarts the console scripts
 
 KILL_POINTS = int(os.environ.get("RNNEXP_KILL_POINTS", "3"))
 KILL_SEED = int(os.environ.get("RNNEXP_KILL_SEED", "0"))
@@ -135,7 +137,7 @@ def check_study(target: Path) -> None:
     that belongs to no trial, and each finished trial's job dir holding that trial's own config
     and metrics (so no dir was overwritten by another trial)."""
     study = optuna.load_study(study_name="killed",
-                              storage=hooks.open_storage(str(target / "study.log")))
+                              storage=optuna_storage.open_storage(str(target / "study.log")))
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == N_TRIALS
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]

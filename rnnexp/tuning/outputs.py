@@ -1,17 +1,18 @@
-"""End-of-study files: optimization_results.yaml, trials.csv and PNG plots."""
+"""End-of-study files of an Optuna study: optimization_results.yaml, trials.csv and PNG plots.
+The sweeper writes them when a study ends; rnnexp-study rewrites them with its own titles."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
+
+from rnnexp.results import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,6 @@ def copy_results(paths: list[Path], dest: Path) -> None:
     for p in paths:
         with atomic_path(dest / p.name) as tmp:
             shutil.copy2(p, tmp)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path` to write to; renamed onto `path` when the block ends. Workers
-    of one study write these files into one sweep dir: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:

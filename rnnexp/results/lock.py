@@ -1,4 +1,4 @@
-"""One writer per results dir: rnnexp-reproduce and rnnexp-report hold an exclusive lock on
+"""One writer per results dir: rnnexp-reproduce, rnnexp-report and rnnexp-study hold an exclusive lock on
 <results>/.lock while they train and write.
 
 Two reproductions on one results dir would train the same run dirs at the same time and rewrite
@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-LOCK = ".lock"
-
+from rnnexp.results.layout import Results
 
 class ResultsBusy(ValueError):
     """Another process holds the results dir."""
@@ -25,14 +24,14 @@ class ResultsBusy(ValueError):
 @contextmanager
 def results_lock(results: Path, prog: str) -> Iterator[None]:
     """Hold <results>/.lock for the block; ResultsBusy (one line) when another process holds it."""
-    path = Path(results) / LOCK
+    path = Results(results).lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
-            raise ResultsBusy(f"another rnnexp-reproduce or rnnexp-report (pid {holder}) is "
+            raise ResultsBusy(f"another rnnexp process (pid {holder}) is "
                               f"running on results dir {str(results)!r}; wait for it to finish"
                               ) from None
         os.ftruncate(fd, 0)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
 from rnnexp import checkpoint
+from rnnexp.cli import OneLineParser, guarded
 from rnnexp.generate import generate, layers_from
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="rnnexp-generate",
         description="Generate text from the model a run saved (its run dir's model.npz).")
     p.add_argument("run_dir", help="a run dir (or its model.npz)")
@@ -51,12 +51,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
-        texts = run(args)
-    except (ValueError, OSError) as e:
-        print(f"rnnexp-generate: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    for text in texts:
+    for text in guarded("rnnexp-generate", lambda: run(args)):
         print(text)
 
 

@@ -1,0 +1,1 @@
+"""Puts rnnexp's packaged study configs on rnnexp-train's config search path."""

@@ -1,0 +1,144 @@
+"""Step 1, the search: an Optuna study over every optimizer and its own arguments, run by
+`rnnexp-train -m` on the study file and resumed from its journal; files in results/study/search/.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from rnnexp.configs import SWEEPS_DIR
+from rnnexp.results import Results
+from rnnexp.runner import STOP, default_launcher, run_train
+from rnnexp.study import plots
+from rnnexp.study.spec import FULL, OBJECTIVE_NAME, STUDY_CONFIG, Budget, StudyError
+
+Poll = Optional[Callable[[], None]]  # called while a child trains (progress)
+
+
+def study_args(name: str, results: Results, budget: Budget, launcher: str, sampler: str = "tpe",
+               sampler_seed: int = 0, n_trials: Optional[int] = None) -> list[str]:
+    """rnnexp-train arguments of one Optuna study over the study file's space."""
+    budget = budget.resolved()
+    seeds = ",".join(str(s) for s in budget.trial_seeds)
+    args = [
+        "-m", "--config-dir", str(SWEEPS_DIR), "--config-name", STUDY_CONFIG,
+        f"hydra/launcher={launcher}",
+        f"hydra.sweeper.study_name={name}",
+        f"hydra.sweeper.storage={results.journal(name)}",
+        f"hydra.sweep.dir={results.study_runs / name}",
+        f"hydra.sweeper.n_trials={n_trials or budget.n_trials}",
+        f"hydra.sweeper.n_jobs={budget.n_jobs}",
+        f"hydra.sweeper.seeds=[{seeds}]",
+        f"train.epochs={budget.train_epochs()}",
+    ]
+    if sampler != "tpe":  # "tpe": the study file's own (tpe_grouped)
+        args.append(f"hydra/sweeper/sampler={sampler}")
+    args.append(f"hydra.sweeper.sampler.seed={sampler_seed}")
+    return args
+
+
+def train_study(name: str, args: Sequence[str], results: Results, launcher: str,
+                on_poll: Poll = None, stop: threading.Event = STOP) -> None:
+    """Run (or resume) one study's rnnexp-train; its output in study_runs/logs/<name>.log."""
+    run_train(args, results.study_logs / f"{name}.log", launcher, on_poll=on_poll, stop=stop)
+
+
+def open_study(results: Results, name: str):
+    import optuna
+
+    from rnnexp.tuning.storage import open_storage
+
+    storage = open_storage(str(results.journal(name)))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# ------------------------------------------------------------------------------ the search
+def run_study(results: Results, budget: Budget = FULL, launcher: Optional[str] = None,
+              on_poll: Poll = None, stop: threading.Event = STOP) -> dict:
+    """Run (or resume) the study; its files land in results/study/search/. Returns the best
+    trial's params and value."""
+    launcher = launcher or default_launcher()
+    name = STUDY_CONFIG + budget.name_suffix
+    out = results.study / "search"
+    start = time.perf_counter()
+    train_study(name, study_args(name, results, budget, launcher), results, launcher, on_poll, stop)
+    write_search_results(open_study(results, name), out, results.root)
+    best = OmegaConf.to_container(OmegaConf.load(out / "optimization_results.yaml"))
+    if "best_params" not in best:
+        raise StudyError(f"study {name!r} has no completed trial ({out / 'optimization_results.yaml'})")
+    return {"study_name": name, "best_params": best["best_params"], "best_value": best["best_value"],
+            "best_trial": best["best_trial"], "trials": best["trials"],
+            "trials_span_s": trials_span_s(results, name),
+            "wall_time_s": round(time.perf_counter() - start, 1)}
+
+
+def write_search_results(study_obj, out: Path, root: Path) -> None:
+    """The sweeper's end-of-study files, with the objective named in words (its expression would
+    be the axis label), a wider history plot, and a slice plot of the best optimizer's own trials
+    (the sweeper's puts every optimizer's arguments side by side, 12 panels)."""
+    from rnnexp.tuning.outputs import write_results
+
+    write_results(study_obj, out, [OBJECTIVE_NAME])
+    relative_job_dirs(out / "trials.csv", root)
+    if study_obj.best_trial is None:
+        return
+    plots.plot_optimization_history(study_obj, out / "optimization_history.png")
+    optimizer = study_obj.best_trial.params["optimizer"]
+    plots.plot_best_slice(optuna_subset(study_obj, optimizer), study_obj.best_trial.params,
+                          out / "slice.png")
+
+
+def relative_job_dirs(trials_csv: Path, root: Path) -> None:
+    """trials.csv with each trial's run dirs relative to the results dir, as committed."""
+    trials = pd.read_csv(trials_csv)
+    if "user_attrs_job_dirs" in trials:
+        trials["user_attrs_job_dirs"] = [
+            [os.path.relpath(d, root) for d in ast.literal_eval(v)] if isinstance(v, str) else v
+            for v in trials.user_attrs_job_dirs]
+        trials.to_csv(trials_csv, index=False)
+
+
+def optuna_subset(study_obj, optimizer: str):
+    """An in-memory study holding the completed trials of one optimizer."""
+    import optuna
+    from optuna.trial import TrialState
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    sub = optuna.create_study(directions=study_obj.directions)
+    optuna.logging.set_verbosity(verbosity)
+    sub.add_trials([t for t in study_obj.trials if t.state == TrialState.COMPLETE
+                    and t.params.get("optimizer") == optimizer])
+    return sub
+
+
+# ------------------------------------------------------------------------------ its wall time
+def trials_span_s(results: Results, name: str) -> float:
+    """Seconds during which the study had a trial running (the union of the trials' start-to-end
+    intervals): the search's own wall time, which neither a resumed run that trains nothing nor
+    the pause before a resume changes."""
+    intervals = sorted((t.datetime_start, t.datetime_complete) for t in open_study(results, name).trials
+                       if t.datetime_start is not None and t.datetime_complete is not None)
+    return round(busy_seconds(intervals), 1)
+
+
+def busy_seconds(intervals: Sequence[tuple]) -> float:
+    """Length of the union of sorted (start, end) datetime intervals, in seconds."""
+    total, current = 0.0, None
+    for start, end in intervals:
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end))
+            continue
+        if current is not None:
+            total += (current[1] - current[0]).total_seconds()
+        current = (start, end)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds()
+    return total
