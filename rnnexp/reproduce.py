@@ -7,6 +7,7 @@ kill, trains only what has no metrics.json yet.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import threading
@@ -56,8 +57,24 @@ class SweepStep:
     def done_runs(self) -> int:
         return count_finished(self.sweep_dir)
 
-    def run(self, launcher: str, advance: Callable[[int], None]) -> StepOutcome:
+    def fingerprint(self) -> str:
+        """What the sweep runs: its commands (every setting, seed and path) and planned runs."""
+        text = json.dumps([self.sweep.commands(self.sweep_dir.resolve()), self.planned_runs()])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def is_done(self) -> bool:
+        """Every command of this very sweep succeeded before, and its runs are all there."""
+        marker = self.results.sweep_complete(self.sweep.name, self.sweep.quick)
+        try:
+            same = marker.read_text(encoding="utf-8").strip() == self.fingerprint()
+        except OSError:
+            return False
+        return same and self.done_runs() >= self.planned_runs()
+
+    def run(self, launcher: str, advance: Callable[..., None]) -> StepOutcome:
         outcome = StepOutcome(done_before=min(self.done_runs(), self.planned_runs()))
+        if self.is_done():
+            return outcome  # no child started: nothing to train
         seen = [self.done_runs()]
 
         def poll() -> None:
@@ -72,6 +89,9 @@ class SweepStep:
             except StepFailed as err:
                 outcome.failures.append(f"{self.name}: {err}")
         outcome.trained = max(0, seen[0] - outcome.done_before)
+        if not outcome.failures:
+            atomic_write_text(self.results.sweep_complete(self.sweep.name, self.sweep.quick),
+                              self.fingerprint() + "\n")
         return outcome
 
 
@@ -80,7 +100,7 @@ def sweep_steps(opts: Options, sweeps: list[Sweep]) -> list[Step]:
 
 
 def study_steps(opts: Options, sweeps: list[Sweep]) -> list[Step]:
-    return [study.StudyStep(Results(opts.results), study.QUICK if opts.quick else study.FULL)]
+    return [study.StudyStep(Results(opts.results), quick=opts.quick)]
 
 
 # ---------------------------------------------------------------- what rnnexp-reproduce runs
@@ -133,8 +153,10 @@ def run_steps(steps: list[Step], opts: Options) -> StepOutcome:
                  position=1) as run_bar:
         run_bar.update(sum(min(s.done_runs(), s.planned_runs()) for s in steps))
 
-        def advance(n: int) -> None:
+        def advance(n: int, note: Optional[str] = None) -> None:
             with lock:
+                if note:
+                    run_bar.set_postfix_str(note, refresh=False)
                 run_bar.update(n)
 
         def run_one(step: Step) -> None:

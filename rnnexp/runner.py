@@ -1,9 +1,12 @@
-"""One way to run a step of rnnexp-reproduce or rnnexp-study: rnnexp-train in a child process with
-one environment, its output in a log file, stopped when the orchestrator is interrupted.
+"""One way to run a step of rnnexp-reproduce or rnnexp-study: rnnexp-train with one environment,
+its output in a log file, progress callbacks while it trains, stopped when the orchestrator is
+interrupted. In a child process (`run_train`, `run_module`), or in this process (`Runner` with
+in_process=True): the same Hydra app, its compose and launch, without a new interpreter's start-up
+(seconds: torch, Hydra and Optuna imported again) for every step.
 
     STOP                a threading.Event: set it and every running child is terminated, its
                         caller gets KeyboardInterrupt; finished runs stay, the step resumes
-    run_train(args, log, ...)   rnnexp-train with `args`; progress callbacks while it runs
+    Runner              how a series of steps runs: launcher, in process or not, progress, stop
     Step, StepOutcome   what the orchestrator (rnnexp.reproduce) runs and what it counts
 """
 from __future__ import annotations
@@ -14,6 +17,8 @@ import shlex
 import subprocess
 import sys
 import threading
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -46,7 +51,9 @@ class Step(Protocol):
 
     def done_runs(self) -> int: ...
 
-    def run(self, launcher: str, advance: Callable[[int], None]) -> StepOutcome: ...
+    def run(self, launcher: str, advance: Callable[..., None]) -> StepOutcome:
+        """Run what is missing; advance(n, note=None) as n more runs finish (note: a line on
+        how the step goes, for the progress bar)."""
 
 
 def default_launcher() -> str:
@@ -77,13 +84,19 @@ def run_train(args: Sequence[str], log_path: Path, launcher: str,
     """rnnexp-train `args` in a child process, its output appended to log_path; on_poll is called
     every POLL_S while it runs and once after. When `stop` is set or this process is interrupted,
     the child is terminated and KeyboardInterrupt raised. StepFailed when it exits non-zero."""
+    run_module(TRAIN_MODULE, "rnnexp-train", args, log_path, launcher, on_poll, stop)
+
+
+def run_module(module: str, prog: str, args: Sequence[str], log_path: Path, launcher: str,
+               on_poll: Optional[Callable[[], None]] = None, stop: threading.Event = STOP) -> None:
+    """`python -m module args` (the console script `prog`) in a child process, as run_train."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {shlex.join(['rnnexp-train', *args])}\n")
+        log.write(f"$ {shlex.join([prog, *args])}\n")
         log.flush()
-        proc = subprocess.Popen(train_command(args), stdout=log, stderr=subprocess.STDOUT,
-                                env=child_env(launcher))
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(launcher))
         try:
             while proc.poll() is None:
                 if stop.wait(POLL_S):
@@ -98,6 +111,132 @@ def run_train(args: Sequence[str], log_path: Path, launcher: str,
         on_poll()
     if proc.returncode != 0:
         raise StepFailed(f"{last_error(log_path)} (log: {log_path})")
+
+
+# ---------------------------------------------------------------------------------- in process
+
+class _Switch:
+    """A text stream that writes to its target, or to the stream it replaced when it has none.
+    Installed once as sys.stdout and sys.stderr: whatever binds to them while a step runs in
+    process (Hydra's and Optuna's log handlers) follows the switch, so it writes into the step's
+    log then and to the console after, and never into a closed file."""
+
+    def __init__(self, console):
+        self.console = console
+        self.target = None
+
+    def write(self, text: str) -> int:
+        return (self.target or self.console).write(text)
+
+    def flush(self) -> None:
+        (self.target or self.console).flush()
+
+    def isatty(self) -> bool:
+        return self.target is None and self.console.isatty()
+
+    def __getattr__(self, name):
+        return getattr(self.target or self.console, name)
+
+
+def _switches() -> tuple[_Switch, _Switch]:
+    if not isinstance(sys.stdout, _Switch):
+        sys.stdout = _Switch(sys.stdout)
+    if not isinstance(sys.stderr, _Switch):
+        sys.stderr = _Switch(sys.stderr)
+    return sys.stdout, sys.stderr
+
+
+def console() -> object:
+    """The terminal's stderr, also while a step runs in process (for progress bars)."""
+    return sys.stderr.console if isinstance(sys.stderr, _Switch) else sys.stderr
+
+
+@contextmanager
+def _into_log(log):
+    out, err = _switches()
+    out.target = err.target = log
+    try:
+        yield
+    finally:
+        log.flush()
+        out.target = err.target = None
+
+
+def train_in_process(args: Sequence[str], log_path: Path, launcher: str,
+                     on_poll: Optional[Callable[[], None]] = None) -> None:
+    """rnnexp-train `args` in this process (the main thread: Hydra's state is process-wide), its
+    output appended to log_path; on_poll is called from a helper thread every POLL_S. An error of
+    the run is StepFailed with its one line (the traceback goes to the log); Ctrl-C propagates."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rnnexp.cli.train import train_app
+    from rnnexp.errors import one_line
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    done = threading.Event()
+    poller = threading.Thread(target=_poll_until, args=(done, on_poll), daemon=True)
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    with open(log_path, "a", encoding="utf-8") as log, _into_log(log), _threads_for(launcher):
+        log.write(f"$ {shlex.join(['rnnexp-train', *args])}\n")
+        sys.argv = ["rnnexp-train", *args]
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # the exception reaches us instead of Hydra's exit(1)
+        poller.start()
+        try:
+            train_app()
+        except SystemExit as err:  # Hydra's own command line (argparse) exits
+            if err.code:
+                raise StepFailed(f"rnnexp-train exited {err.code} (log: {log_path})") from None
+        except Exception as err:  # noqa: BLE001 - any failure of the run is the step's failure
+            traceback.print_exc(file=log)
+            raise StepFailed(f"{one_line(err)} (log: {log_path})") from err
+        finally:
+            done.set()
+            poller.join()
+            sys.argv = saved_argv
+            os.environ.clear()
+            os.environ.update(saved_env)
+            GlobalHydra.instance().clear()
+    if on_poll is not None:
+        on_poll()
+
+
+def _poll_until(done: threading.Event, on_poll: Optional[Callable[[], None]]) -> None:
+    while on_poll is not None and not done.wait(POLL_S):
+        on_poll()
+
+
+@contextmanager
+def _threads_for(launcher: str):
+    """One intra-op thread for the basic launcher, as child_env gives a child; the batched
+    launcher sets its own."""
+    if launcher != "basic":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Runner:
+    """How a series of rnnexp-train steps runs: the launcher, in this process or each in a child,
+    what to call for progress while one trains, and the event that stops them."""
+    launcher: str = field(default_factory=default_launcher)
+    in_process: bool = False
+    on_poll: Optional[Callable[[], None]] = None
+    stop: threading.Event = STOP
+
+    def train(self, args: Sequence[str], log_path: Path) -> None:
+        if self.in_process:
+            train_in_process(args, log_path, self.launcher, self.on_poll)
+        else:
+            run_train(args, log_path, self.launcher, self.on_poll, self.stop)
 
 
 def last_error(log_path: Path) -> str:

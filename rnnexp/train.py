@@ -76,9 +76,43 @@ def default_engine(group: GroupSpec, n_members: int):
     return TorchStackEngine
 
 
+class TrialVoices:
+    """The hooks of a batch, one voice per Optuna trial: the members of one trial (its seeds)
+    stop together, on the decision of the trial's lead seed where it trains in this batch, else of
+    one of its other seeds (which reads the lead's decision from the storage). A voice is heard
+    only at the epochs its hook reports, so most epochs cost no Python call per member. A hook
+    without a trial (`trial_key`) is a voice of its own, heard every epoch."""
+
+    def __init__(self, hooks: Sequence[Optional[EpochHook]]):
+        trials: dict = {}  # trial key -> member indices, in batch order
+        for m, hook in enumerate(hooks):
+            if hook is not None:
+                trials.setdefault(getattr(hook, "trial_key", ("member", m)), []).append(m)
+        self.voices = []  # (speaking member, its hook, every member it speaks for, report_every)
+        for members in trials.values():
+            leads = [m for m in members if getattr(hooks[m], "lead", False)]
+            speaker = leads[0] if leads else members[0]
+            self.voices.append((speaker, hooks[speaker], members,
+                                int(getattr(hooks[speaker], "report_every", 1))))
+
+    def __bool__(self) -> bool:
+        return bool(self.voices)
+
+    def stopped(self, epoch: int, loss_of: dict[int, float]) -> list[int]:
+        """Members (original indices) to stop as pruned after `epoch`; loss_of: the members still
+        training, with this epoch's finite loss."""
+        out = []
+        for speaker, hook, members, every in self.voices:
+            if speaker not in loss_of or (epoch % every and epoch != 1):
+                continue  # gone (diverged, so never pruned) or not a reporting epoch
+            if hook.report(epoch, loss_of[speaker]):
+                out += [m for m in members if m in loss_of]
+        return out
+
+
 def run_loop(engine, n_members: int, epochs: int, hooks: Sequence[Optional[EpochHook]]):
     """Drive `engine` for `epochs` epochs. Members whose loss is not finite stop as "diverged";
-    members whose hook says so stop as "pruned"; the others carry on.
+    members whose trial's hook says so stop as "pruned" (TrialVoices); the others carry on.
 
     Returns loss (M, epochs) with NaN after a member stopped, spelled (M, epochs), epochs run (M,),
     status (M,), and the exported weights of each member.
@@ -89,7 +123,7 @@ def run_loop(engine, n_members: int, epochs: int, hooks: Sequence[Optional[Epoch
     status = ["completed"] * n_members
     params: list[Optional[dict]] = [None] * n_members
     active = np.arange(n_members)  # original index of each member still in the batch
-    any_hooks = any(h is not None for h in hooks)
+    voices = TrialVoices(hooks)
 
     for epoch in range(1, epochs + 1):
         step_loss, step_spelled = engine.step()
@@ -98,11 +132,12 @@ def run_loop(engine, n_members: int, epochs: int, hooks: Sequence[Optional[Epoch
         stop = ~np.isfinite(step_loss)
         for j in np.flatnonzero(stop):
             status[active[j]] = "diverged"
-        if any_hooks:
-            for j, m in enumerate(active):
-                if not stop[j] and hooks[m] is not None and hooks[m].report(epoch, float(step_loss[j])):
-                    stop[j] = True
-                    status[m] = "pruned"
+        if voices:
+            position = {m: j for j, m in enumerate(active)}
+            alive = {int(m): float(step_loss[j]) for j, m in enumerate(active) if not stop[j]}
+            for m in voices.stopped(epoch, alive):
+                stop[position[m]] = True
+                status[m] = "pruned"
         if stop.any():
             for j in np.flatnonzero(stop):
                 params[active[j]] = engine.export(int(j))

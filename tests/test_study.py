@@ -15,6 +15,7 @@ from hydra_plugins.rnnexp_optuna_sweeper._objective import Objective
 from hydra_plugins.rnnexp_optuna_sweeper._search_space import build_search_space
 from rnnexp.config import OPTIMIZERS
 from rnnexp.results import Results
+from rnnexp.runner import Runner
 from rnnexp.study import FULL, QUICK, samplers, search, section, spec, validation
 from tests.conftest import ROOT, run_cli
 
@@ -218,6 +219,6 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
     assert "| best" in text and "| report" in text
 
     # same study name and storage: a second run adds no trial
-    again = search.run_study(Results(results.resolve()), QUICK, "basic")
+    again = search.run_study(Results(results.resolve()), QUICK, Runner("basic"))
     assert sum(again["trials"].values()) == sum(
         OmegaConf.load(out / "study.yaml").search.trials.values())

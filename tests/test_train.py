@@ -96,3 +96,29 @@ def test_unicode_words_train(make_cfg):
     for word in ["naïve café", "日本語のテキスト", "🙂🙃🙂🙃x", "שלום עולם"]:
         m = train(make_cfg(f"word='{word}'", "train.epochs=5")).metrics
         assert m["word"] == word and len(m["generated"]) == len(word)
+
+
+class _FakeHook:
+    """A trial's hook: says stop from epoch `at` on; counts its calls."""
+
+    def __init__(self, key, lead, at=None, report_every=10):
+        self.trial_key, self.lead, self.at, self.report_every = key, lead, at, report_every
+        self.calls = []
+
+    def report(self, epoch, loss):
+        self.calls.append(epoch)
+        return self.at is not None and epoch >= self.at
+
+
+def test_a_trials_seeds_in_one_batch_stop_together_on_one_hook(make_cfg):
+    from rnnexp.train import train_group
+
+    cfgs = [make_cfg(f"seed={s}", "train.epochs=40", "optimizer.lr=0.05") for s in range(5)]
+    lead = _FakeHook("a", True, at=20)
+    followers = [_FakeHook("a", False, at=1), _FakeHook("a", False, at=1)]
+    alone = _FakeHook("b", False)  # a trial whose lead trains elsewhere: checked every 10 epochs
+    results = train_group(cfgs, [lead, *followers, None, alone])
+    assert [(r.metrics["status"], r.metrics["epochs_run"]) for r in results] == \
+        [("pruned", 20), ("pruned", 20), ("pruned", 20), ("completed", 40), ("completed", 40)]
+    assert lead.calls == [1, 10, 20] and followers[0].calls == followers[1].calls == []
+    assert alone.calls == [1, 10, 20, 30, 40]

@@ -31,7 +31,8 @@ from optuna.trial import TrialState
 from rnnexp.errors import require
 from rnnexp.results import atomic_path, json_safe
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
-from rnnexp.tuning.outputs import copy_results, write_results
+from rnnexp.tuning.outputs import (PLOTS, copy_results, results_are_current, write_plots,
+                                   write_tables)
 from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
 
 from ._objective import Objective, Outcome
@@ -95,6 +96,7 @@ class OptunaSweeperImpl(Sweeper):
         heartbeat_interval: int | None = 60,
         grace_period: int | None = None,
         max_retry: int | None = 3,
+        plots: Sequence[str] | None = None,
     ) -> None:
         _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
         _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
@@ -129,6 +131,10 @@ class OptunaSweeperImpl(Sweeper):
         self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
                                              else DEFAULT_GRACE_PERIOD)
         self.retry = retry_callback(max_retry)
+        self.plots = PLOTS if plots is None else list(plots)
+        unknown = [name for name in self.plots if name not in PLOTS]
+        _require(not unknown, "plots", f"must name plots out of {', '.join(PLOTS)}", plots)
+        self.timer = PhaseTimer()
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -157,11 +163,12 @@ class OptunaSweeperImpl(Sweeper):
         failed = 0
         stopped = True  # by an error: write what the study has
         try:
-            while (trials := self._ask_batch(study, n_trials)) is not None:
+            while (trials := self._timed("ask", lambda: self._ask_batch(study, n_trials))) is not None:
                 if not trials:
                     time.sleep(POLL_S)  # the last trials run in other workers
                     continue
                 outcomes = self._run_batch(study, storage_url, space, trials)
+                self.timer.trials += len(trials)
                 failed += sum(o.state == TrialState.FAIL for o in outcomes)
                 if failed > self.max_failure_rate * needed:
                     raise FailureRateExceeded(
@@ -173,7 +180,15 @@ class OptunaSweeperImpl(Sweeper):
         finally:
             if stopped or not self._others_still_run(study):
                 self._write_results(study, sweep_dir)
+            log.info("%s", self.timer.line())
         return study
+
+    def _timed(self, phase: str, work):
+        start = time.perf_counter()
+        try:
+            return work()
+        finally:
+            self.timer.add(phase, time.perf_counter() - start)
 
     def _others_still_run(self, study: optuna.Study) -> bool:
         """Trials of other workers still running: the last worker to finish writes the results
@@ -282,6 +297,7 @@ class OptunaSweeperImpl(Sweeper):
 
     def _launch_and_tell(self, study: optuna.Study, storage_url: str, space: SearchSpace,
                          trials: list[optuna.Trial]) -> list[Outcome]:
+        start = time.perf_counter()  # suggesting the trials' params counts as asking
         refs: list[TrialRef] = []
         told: set[int] = set()
         worker = this_worker()
@@ -307,11 +323,20 @@ class OptunaSweeperImpl(Sweeper):
                 # basic launcher composes first thing here anyway, others do it in other processes
                 self.validate_batch_is_legal(batch)
             first_job = job_nums(trials[0].number, n_seeds)[0]
-            returns = self.launcher.launch(batch, initial_job_idx=first_job)
+            self.timer.add("ask", time.perf_counter() - start)
+            returns = self._timed("launch", lambda: self.launcher.launch(batch, initial_job_idx=first_job))
+            start = time.perf_counter()
+            sweep_dir = os.path.abspath(self.config.hydra.sweep.dir)
             outcomes = []
             for k, trial in enumerate(trials):
-                outcomes.append(self._tell(study, trial, list(returns[k * n_seeds : (k + 1) * n_seeds])))
+                jobs = list(returns[k * n_seeds : (k + 1) * n_seeds])
+                # the job dirs follow from the sweep dir and the job numbers: no job's Hydra
+                # config is built to read them
+                dirs = ([os.path.join(sweep_dir, str(n)) for n in job_nums(trial.number, n_seeds)]
+                        if name_dirs else [_output_dir(j) for j in jobs])
+                outcomes.append(self._tell(study, trial, jobs, dirs))
                 told.add(trial.number)
+            self.timer.add("tell", time.perf_counter() - start)
             return outcomes
         except BaseException as err:
             for trial in trials:  # never leave a trial RUNNING behind us
@@ -322,9 +347,10 @@ class OptunaSweeperImpl(Sweeper):
             for ref in refs:
                 unregister_live_trial(ref)
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, jobs: list[JobReturn]) -> Outcome:
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, jobs: list[JobReturn],
+              job_dirs: list[str | None]) -> Outcome:
         outcome = self.objective.outcome(jobs, self.seeds)
-        trial.set_user_attr("job_dirs", [_output_dir(j) for j in jobs])
+        trial.set_user_attr("job_dirs", job_dirs)
         if self.seeds != [None]:
             trial.set_user_attr("seeds", self.seeds)
             trial.set_user_attr("seed_values", json_safe(outcome.seed_values))
@@ -339,15 +365,43 @@ class OptunaSweeperImpl(Sweeper):
         return outcome
 
     def _write_results(self, study: optuna.Study, sweep_dir: Path) -> None:
-        paths = write_results(study, sweep_dir, self.objective_names)
-        if self.results_dir:
-            copy_results(paths, Path(self.results_dir))
+        if self.timer.trials == 0 and results_are_current(study, sweep_dir):
+            log.info("Study %r: nothing new to run; its files in %s are current",
+                     study.study_name, sweep_dir)
+        else:
+            paths = self._timed("files", lambda: write_tables(study, sweep_dir))
+            paths += self._timed("plots", lambda: write_plots(
+                study, sweep_dir, self.objective_names, self.plots))
+            if self.results_dir:
+                copy_results(paths, Path(self.results_dir))
         if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             best = study.best_trials[0]
             log.info("Best trial %d: values %s, params %s", best.number, best.values, best.params)
 
 
 # ---------------------------------------------------------------------------------- helpers
+class PhaseTimer:
+    """Where a sweep spends its time: ask (sampler, storage, suggesting params), launch (the
+    launcher: compose, train, run files), tell (objective, storage), files (results YAML and
+    CSV), plots."""
+
+    PHASES = ("ask", "launch", "tell", "files", "plots")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.trials = 0  # launched by this sweep
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] += seconds
+
+    def line(self) -> str:
+        per = lambda s: f"{1e3 * s / self.trials:.1f} ms/trial" if self.trials else "-"  # noqa: E731
+        parts = ", ".join(f"{p} {self.seconds[p]:.2f} s ({per(self.seconds[p])})"
+                          for p in ("ask", "launch", "tell"))
+        return (f"Optuna sweeper: {self.trials} trials run; {parts}; files "
+                f"{self.seconds['files']:.2f} s, plots {self.seconds['plots']:.2f} s")
+
+
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """GridSampler calls Study.stop() once the grid is done, which raises outside optimize(); here
     the sweep loop ends by itself, n_trials being capped at the grid size."""

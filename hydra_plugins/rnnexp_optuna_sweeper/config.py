@@ -165,6 +165,9 @@ class OptunaSweeperConf:
     report_every: int = 10  # epochs between two loss reports of a job to its trial
     forbid: List[str] = field(default_factory=list)  # keys the search space must not vary
     results_dir: Optional[str] = None  # also copy the end-of-study files here
+    # the end-of-study plots (the last worker draws them): null for every one that applies
+    # (optimization_history, param_importances, slice, pareto_front), [] for none
+    plots: Optional[List[str]] = None
 
     # several workers on one study (docs/scaling.md): RDB storage records a heartbeat of each
     # running trial every heartbeat_interval seconds (null: off); a trial without one for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -32,26 +33,60 @@ def main(argv: Optional[list[str]] = None) -> None:
     results = Results(args.results)
 
     def body() -> dict:
+        from rnnexp.runner import Runner, default_launcher
         from rnnexp.study import FULL, QUICK, run_all
+        from rnnexp.study.run import Progress, planned_runs
 
+        budget = QUICK if args.quick else FULL
         results.root.mkdir(parents=True, exist_ok=True)
         # one writer per results dir, as for rnnexp-reproduce and rnnexp-report
-        with results_lock(results.root, PROG):
-            return run_all(results, QUICK if args.quick else FULL, args.launcher,
-                           command=" ".join([PROG, *argv]))
+        with results_lock(results.root, PROG), progress_bar(planned_runs(budget)) as bar:
+            progress = Progress(results, budget, bar.n, bar.advance)
+            # every step in this process: one start-up for the whole study
+            runner = Runner(args.launcher or default_launcher(), in_process=True,
+                            on_poll=progress.poll)
+            summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]))
+            progress.poll(force=True)
+            return summary
 
+    start = time.perf_counter()
     summary = guarded(PROG, body, interrupted="run the same command again to continue")
-    print_summary(summary, results)
+    print_summary(summary, results, time.perf_counter() - start)
 
 
-def print_summary(summary: dict, results: Results) -> None:
+class progress_bar:
+    """runs done out of the study's total, and the running study's trials and best value, on the
+    terminal (also while a step's own output goes to its log)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        from rnnexp.runner import console
+
+        self.bar = tqdm(total=self.total, desc="study", unit="run", file=console(),
+                        dynamic_ncols=True)
+        self.n = 0
+        return self
+
+    def advance(self, n: int, note: Optional[str] = None) -> None:
+        if note:
+            self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(n)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def print_summary(summary: dict, results: Results, seconds: float) -> None:
     from rnnexp.study.validation import param_overrides
 
     best = summary["validation"]["best"]
     print(f"best: {' '.join(param_overrides(summary['search']['best_params']))}")
     print(f"validation: median {best['median']:g} epochs, {best['converged']}/{best['seeds']} "
-          f"converged; outputs in {results.study.resolve()}; "
-          f"{summary['wall_time']['total_s']:.0f} s")
+          f"converged; outputs in {results.study.resolve()}; took {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 behind (atomic files; a run is finished when its metrics.json is whole)."""
 from rnnexp.results.files import (HISTORY, METRICS, REQUIRED_METRICS, NotFinished, atomic_path,
                                   atomic_write_bytes, atomic_write_text, count_finished, json_safe,
-                                  read_done, read_metrics, write_run)
+                                  read_done, read_metrics, write_if_changed, write_run)
 from rnnexp.results.layout import DEFAULT, Results
-from rnnexp.results.lock import ResultsBusy, results_lock
+from rnnexp.results.lock import ResultsBusy, lock_held_by_parent, results_lock
 
 __all__ = ["DEFAULT", "HISTORY", "atomic_path", "METRICS", "REQUIRED_METRICS", "NotFinished", "Results",
            "ResultsBusy", "atomic_write_bytes", "atomic_write_text", "count_finished", "json_safe",
-           "read_done", "read_metrics", "results_lock", "write_run"]
+           "lock_held_by_parent", "read_done", "read_metrics", "results_lock", "write_if_changed",
+           "write_run"]

@@ -44,6 +44,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` (atomically) unless the file holds it already; whether it was written. A
+    figure drawn from a file need not be drawn again while the file stays the same."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
 def json_safe(value, *, keep_nonfinite: bool = False):
     """Plain Python data that JSON and YAML can hold: NumPy scalars as Python numbers, tuples as
     lists, and NaN and inf as null (unless keep_nonfinite: YAML can write them)."""

@@ -61,6 +61,10 @@ class Results:
     def sweep_runs(self, sweep: str, quick: bool = False) -> Path:
         return self.runs / ("quick" if quick else "") / sweep
 
+    def sweep_complete(self, sweep: str, quick: bool = False) -> Path:
+        """Written when every command of a sweep succeeded: the commands' fingerprint."""
+        return self.sweep_runs(sweep, quick) / ".complete"
+
     # ---- studies
     @property
     def studies(self) -> Path:

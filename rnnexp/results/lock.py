@@ -21,10 +21,32 @@ class ResultsBusy(ValueError):
     """Another process holds the results dir."""
 
 
+HELD_ENV = "RNNEXP_RESULTS_LOCK_HELD"  # the lock file a parent holds for its child steps
+
+
+@contextmanager
+def lock_held_by_parent(results: Path) -> Iterator[None]:
+    """Children started in this block (a step of rnnexp-reproduce run by rnnexp-study) work under
+    this process's lock on the results dir instead of asking for it."""
+    before = os.environ.get(HELD_ENV)
+    os.environ[HELD_ENV] = str(Results(results).lock.resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HELD_ENV, None)
+        else:
+            os.environ[HELD_ENV] = before
+
+
 @contextmanager
 def results_lock(results: Path, prog: str) -> Iterator[None]:
-    """Hold <results>/.lock for the block; ResultsBusy (one line) when another process holds it."""
+    """Hold <results>/.lock for the block; ResultsBusy (one line) when another process holds it,
+    unless that is the parent that started this one for this very dir (lock_held_by_parent)."""
     path = Results(results).lock
+    if os.environ.get(HELD_ENV) == str(path.resolve()) and os.getppid() > 1:
+        yield
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

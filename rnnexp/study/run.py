@@ -2,44 +2,45 @@
 rnnexp-reproduce (`StudyStep`)."""
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from omegaconf import OmegaConf
 
-from rnnexp.results import Results, count_finished, json_safe
-from rnnexp.runner import STOP, StepFailed, StepOutcome, default_launcher
+from rnnexp.results import (Results, count_finished, json_safe, lock_held_by_parent,
+                            write_if_changed)
+from rnnexp.runner import STOP, Runner, StepFailed, StepOutcome, run_module
 from rnnexp.study.samplers import compare_samplers, compare_studies
 from rnnexp.study.search import run_study, trials_span_s
 from rnnexp.study.section import SECTION, SUMMARY, report_section
-from rnnexp.study.spec import FULL, Budget
+from rnnexp.study.progress import StudyWatch
+from rnnexp.study.spec import FULL, QUICK, STUDY_CONFIG, Budget
 from rnnexp.study.validation import validate
 
-# how often the study's finished runs are counted for progress while it trains: a count walks
-# every run dir (0.15 s for the full study's 4000 on a 2-core machine), run_train polls every 0.5 s
-PROGRESS_S = 5.0
+STUDY_MODULE = "rnnexp.cli.study"
+PROGRESS_S = 2.0  # seconds between two counts of the study's progress
 
 
-def run_all(results: Results, budget: Budget = FULL, launcher: Optional[str] = None,
-            command: str = "rnnexp-study", on_poll: Optional[Callable[[], None]] = None,
-            stop: threading.Event = STOP) -> dict:
+def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = None,
+            command: str = "rnnexp-study") -> dict:
     """Search, validate, compare samplers; study.yaml records what ran and how long it took.
-    on_poll is called while any child trains; setting `stop` ends the running child
-    (KeyboardInterrupt), and the same call resumes later."""
-    results = Results(results.root.resolve())  # the children get absolute paths
-    launcher = launcher or default_launcher()
+    The runner says how each step trains (in this process or in children) and what to call for
+    progress; an interrupt ends the running step, and the same call resumes later."""
+    results = Results(results.root.resolve())  # the steps get absolute paths
+    runner = runner or Runner()
+    launcher = runner.launcher
     budget = budget.scaled_for_batched() if launcher == "batched" else budget.resolved()
     timings = {}
     start = time.perf_counter()
-    search = run_study(results, budget, launcher, on_poll, stop)
+    runs_before = count_finished(results.study_runs, "**")
+    search = run_study(results, budget, runner)
     timings["search_s"] = search.pop("wall_time_s")
     t = time.perf_counter()
-    numbers = validate(results, search["best_params"], budget, launcher, on_poll, stop)
+    numbers = validate(results, search["best_params"], budget, runner)
     timings["validation_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    compare_samplers(results, budget, launcher, on_poll, stop)
+    compare_samplers(results, budget, runner)
     timings["sampler_comparison_s"] = round(time.perf_counter() - t, 1)
     # the steps' own wall time from the storages, which a resumed invocation does not reset
     timings["search_trials_span_s"] = search["trials_span_s"]
@@ -55,50 +56,114 @@ def run_all(results: Results, budget: Budget = FULL, launcher: Optional[str] = N
         "wall_time": timings,
     }
     # keep_nonfinite: a failed seed's inf stays inf (YAML's .inf), as validation.csv has it
-    OmegaConf.save(OmegaConf.create(json_safe(summary, keep_nonfinite=True)),
-                   results.study / SUMMARY)
-    (results.study / SECTION).write_text(report_section(results), encoding="utf-8")
+    summary = json_safe(summary, keep_nonfinite=True)
+    previous = _recorded(results)
+    if (count_finished(results.study_runs, "**") == runs_before and previous is not None
+            and _same_study(previous, summary)):
+        return previous  # nothing new ran: study.yaml keeps the timings of the run that did
+    OmegaConf.save(OmegaConf.create(summary), results.study / SUMMARY)
+    write_if_changed(results.study / SECTION, report_section(results))
     return summary
+
+
+def _recorded(results: Results) -> Optional[dict]:
+    try:
+        return OmegaConf.to_container(OmegaConf.load(results.study / SUMMARY))
+    except (OSError, ValueError):
+        return None
+
+
+def _same_study(a: dict, b: dict) -> bool:
+    """The same budget, launcher, search result and validation numbers (timings aside)."""
+    keys = ("launcher", "budget", "validation")
+    return all(a.get(k) == b.get(k) for k in keys) and \
+        {k: v for k, v in a["search"].items() if k != "trials_span_s"} == \
+        {k: v for k, v in b["search"].items() if k != "trials_span_s"}
 
 
 @dataclass
 class StudyStep:
-    """The whole study (search, validation, comparison) as one step of rnnexp-reproduce."""
+    """The whole study (search, validation, comparison) as one step of rnnexp-reproduce: one
+    rnnexp-study child process, whose steps run in process (so the step pays one start-up), under
+    the reproduction's lock on the results dir. Nothing runs when the study is done already."""
     results: Results
-    budget: Budget
+    quick: bool = False
     name: str = "study"
 
+    @property
+    def budget(self) -> Budget:
+        return QUICK if self.quick else FULL
+
     def planned_runs(self) -> int:
-        b = self.budget.resolved()
-        trials = b.n_trials + len(b.samplers) * len(b.compare_study_seeds) * b.compare_trials
-        return trials * len(b.trial_seeds) + 2 * len(b.validation_seeds)
+        return planned_runs(self.budget)
 
     def done_runs(self) -> int:
         # every step's run dirs lie somewhere under study_runs/, at different depths
         return count_finished(self.results.study_runs, "**")
+
+    def is_done(self, launcher: str) -> bool:
+        """study.yaml records this very budget, and every planned run is there."""
+        try:
+            recorded = OmegaConf.to_container(OmegaConf.load(self.results.study / SUMMARY))
+        except (OSError, ValueError):
+            return False
+        budget = self.budget.scaled_for_batched() if launcher == "batched" else self.budget.resolved()
+        return (recorded.get("budget") == json_safe(asdict(budget))
+                and self.done_runs() >= self.planned_runs())
 
     def run(self, launcher: str, advance: Callable[[int], None]) -> StepOutcome:
         """Run (or resume) the study; advance(n) as n more runs finish. A failure is recorded in
         the outcome; an interrupt (STOP) ends the running child and propagates."""
         before = self.done_runs()
         outcome = StepOutcome(done_before=min(before, self.planned_runs()))
-        seen = [before]  # finished runs already passed to advance
-        last = [time.monotonic()]  # when they were last counted
+        if self.is_done(launcher):
+            return outcome
+        progress = Progress(self.results, self.budget, before, advance)
+        poll = progress.poll
 
-        def poll(force: bool = False) -> None:
-            if not force and time.monotonic() - last[0] < PROGRESS_S:
-                return
-            last[0] = time.monotonic()
-            now = self.done_runs()
-            if now > seen[0]:
-                advance(now - seen[0])
-                seen[0] = now
-
+        args = ["--results", str(self.results.root.resolve()), "--launcher", launcher,
+                *(["--quick"] if self.quick else [])]
         try:
-            run_all(self.results, self.budget, launcher, command="rnnexp-reproduce (study)",
-                    on_poll=poll, stop=STOP)
+            with lock_held_by_parent(self.results.root):
+                run_module(STUDY_MODULE, "rnnexp-study", args,
+                           self.results.study_logs / "rnnexp-study.log", launcher, poll, STOP)
         except StepFailed as err:
             outcome.failures.append(f"study: {err}")
         poll(force=True)
-        outcome.trained = max(0, seen[0] - before)
+        outcome.trained = max(0, progress.seen - before)
         return outcome
+
+
+def planned_runs(budget: Budget) -> int:
+    """Every run the study trains: the search's and comparison's trials times their seeds, and
+    both settings on the validation seeds."""
+    b = budget.resolved()
+    trials = b.n_trials + len(b.samplers) * len(b.compare_study_seeds) * b.compare_trials
+    return trials * len(b.trial_seeds) + 2 * len(b.validation_seeds)
+
+
+def study_totals(budget: Budget) -> dict[str, int]:
+    """{study name: n_trials} of the search and every comparison study."""
+    b = budget.resolved()
+    return {STUDY_CONFIG + b.name_suffix: b.n_trials,
+            **{name: b.compare_trials for _, _, name in compare_studies(b)}}
+
+
+class Progress:
+    """Counts the study's finished runs now and then (a count walks every run dir: 0.15 s for the
+    full study's 4000 on a 2-core machine) and passes the news on: advance(new runs, a line on
+    the running study's trials and best value)."""
+
+    def __init__(self, results: Results, budget: Budget, seen: int,
+                 advance: Callable[..., None]):
+        self.results, self.seen, self.advance = results, seen, advance
+        self.watch = StudyWatch(results, study_totals(budget))
+        self.last = time.monotonic()
+
+    def poll(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < PROGRESS_S:
+            return
+        self.last = time.monotonic()
+        now = count_finished(self.results.study_runs, "**")
+        self.advance(max(0, now - self.seen), self.watch.line())
+        self.seen = max(now, self.seen)

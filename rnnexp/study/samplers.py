@@ -3,42 +3,42 @@ best-so-far objective against trial count. Does TPE's model earn its keep on thi
 from __future__ import annotations
 
 import math
-import threading
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from rnnexp.results import Results
-from rnnexp.runner import STOP, default_launcher
+from rnnexp.results import Results, write_if_changed
+from rnnexp.runner import Runner
 from rnnexp.study.plots import plot_sampler_comparison
 from rnnexp.study.search import open_study, study_args, train_study
 from rnnexp.study.spec import FULL, Budget, study_file
 
 
-def compare_samplers(results: Results, budget: Budget = FULL, launcher: Optional[str] = None,
-                     on_poll: Optional[Callable[[], None]] = None,
-                     stop: threading.Event = STOP) -> pd.DataFrame:
+def compare_samplers(results: Results, budget: Budget = FULL,
+                     runner: Optional[Runner] = None) -> pd.DataFrame:
     """One small study per sampler and study seed over the same space and objective. Writes
     sampler_comparison.csv (best-so-far per trial, long format), sampler_summary.csv and
-    sampler_comparison.png in results/study/."""
-    launcher = launcher or default_launcher()
+    sampler_comparison.png in results/study/; the studies draw no plots of their own."""
+    runner = runner or Runner()
     out = results.study
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for sampler, seed, name in compare_studies(budget):
-        args = study_args(name, results, budget, launcher, sampler=sampler, sampler_seed=seed,
-                          n_trials=budget.compare_trials)
-        train_study(name, args, results, launcher, on_poll, stop)
+        args = study_args(name, results, budget, runner.launcher, sampler=sampler,
+                          sampler_seed=seed, n_trials=budget.compare_trials)
+        train_study(name, args, results, runner, budget.compare_trials)
         values = study_values(results, name, budget.compare_trials)
         rows += [{"sampler": sampler, "study_seed": seed, "trial": i + 1, "value": v, "best_so_far": b}
                  for i, (v, b) in enumerate(zip(values, best_so_far(values)))]
     long = pd.DataFrame(rows)
-    long.to_csv(out / "sampler_comparison.csv", index=False)
+    changed = write_if_changed(out / "sampler_comparison.csv", long.to_csv(index=False))
     epochs, startup = budget.train_epochs(), tpe_startup_trials(budget)
     summary = sampler_summary(long, epochs, startup)
-    summary.to_csv(out / "sampler_summary.csv", index=False)
-    plot_sampler_comparison(long, epochs, startup, out / "sampler_comparison.png")
+    write_if_changed(out / "sampler_summary.csv", summary.to_csv(index=False))
+    figure = out / "sampler_comparison.png"
+    if changed or not figure.exists():  # drawn from sampler_comparison.csv alone
+        plot_sampler_comparison(long, epochs, startup, figure)
     return summary
 
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import ast
 import os
-import threading
 import time
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from rnnexp.configs import SWEEPS_DIR
 from rnnexp.results import Results
-from rnnexp.runner import STOP, default_launcher, run_train
+from rnnexp.runner import Runner
 from rnnexp.study import plots
 from rnnexp.study.spec import FULL, OBJECTIVE_NAME, STUDY_CONFIG, Budget, StudyError
-
-Poll = Optional[Callable[[], None]]  # called while a child trains (progress)
-
 
 def study_args(name: str, results: Results, budget: Budget, launcher: str, sampler: str = "tpe",
                sampler_seed: int = 0, n_trials: Optional[int] = None) -> list[str]:
@@ -37,6 +34,7 @@ def study_args(name: str, results: Results, budget: Budget, launcher: str, sampl
         f"hydra.sweeper.n_jobs={budget.n_jobs}",
         f"hydra.sweeper.seeds=[{seeds}]",
         f"train.epochs={budget.train_epochs()}",
+        "hydra.sweeper.plots=[]",  # the study draws its own, once (write_search_results)
     ]
     if sampler != "tpe":  # "tpe": the study file's own (tpe_grouped)
         args.append(f"hydra/sweeper/sampler={sampler}")
@@ -44,31 +42,56 @@ def study_args(name: str, results: Results, budget: Budget, launcher: str, sampl
     return args
 
 
-def train_study(name: str, args: Sequence[str], results: Results, launcher: str,
-                on_poll: Poll = None, stop: threading.Event = STOP) -> None:
-    """Run (or resume) one study's rnnexp-train; its output in study_runs/logs/<name>.log."""
-    run_train(args, results.study_logs / f"{name}.log", launcher, on_poll=on_poll, stop=stop)
+def train_study(name: str, args: Sequence[str], results: Results, runner: Runner,
+                n_trials: int) -> None:
+    """Run (or resume) one study's rnnexp-train; its output in study_runs/logs/<name>.log. A
+    study that has its n_trials already starts nothing."""
+    if not study_is_full(results, name, n_trials):
+        runner.train(args, results.study_logs / f"{name}.log")
+
+
+def study_is_full(results: Results, name: str, n_trials: int) -> bool:
+    """The study has n_trials finished trials and none running or waiting (as the sweeper counts:
+    complete and pruned; a failed trial is run again)."""
+    from collections import Counter
+
+    from optuna.trial import TrialState
+
+    if not results.journal(name).exists():
+        return False
+    try:
+        states = Counter(t.state for t in open_study(results, name).get_trials(deepcopy=False))
+    except KeyError:  # the journal holds no such study yet
+        return False
+    finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
+    return finished >= n_trials and not states[TrialState.RUNNING] and not states[TrialState.WAITING]
 
 
 def open_study(results: Results, name: str):
+    """The study in its journal, opened once per process: later calls read only what was
+    appended since (a journal storage syncs with its file on every read)."""
+    return _open_study(str(results.journal(name)), name)
+
+
+@lru_cache(maxsize=None)
+def _open_study(journal: str, name: str):
     import optuna
 
     from rnnexp.tuning.storage import open_storage
 
-    storage = open_storage(str(results.journal(name)))
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=name, storage=open_storage(journal))
 
 
 # ------------------------------------------------------------------------------ the search
-def run_study(results: Results, budget: Budget = FULL, launcher: Optional[str] = None,
-              on_poll: Poll = None, stop: threading.Event = STOP) -> dict:
+def run_study(results: Results, budget: Budget = FULL, runner: Optional[Runner] = None) -> dict:
     """Run (or resume) the study; its files land in results/study/search/. Returns the best
     trial's params and value."""
-    launcher = launcher or default_launcher()
+    runner = runner or Runner()
     name = STUDY_CONFIG + budget.name_suffix
     out = results.study / "search"
     start = time.perf_counter()
-    train_study(name, study_args(name, results, budget, launcher), results, launcher, on_poll, stop)
+    train_study(name, study_args(name, results, budget, runner.launcher), results, runner,
+                budget.resolved().n_trials)
     write_search_results(open_study(results, name), out, results.root)
     best = OmegaConf.to_container(OmegaConf.load(out / "optimization_results.yaml"))
     if "best_params" not in best:
@@ -83,10 +106,13 @@ def write_search_results(study_obj, out: Path, root: Path) -> None:
     """The sweeper's end-of-study files, with the objective named in words (its expression would
     be the axis label), a wider history plot, and a slice plot of the best optimizer's own trials
     (the sweeper's puts every optimizer's arguments side by side, 12 panels)."""
-    from rnnexp.tuning.outputs import write_results
+    from rnnexp.tuning.outputs import results_are_current, write_plots, write_tables
 
-    write_results(study_obj, out, [OBJECTIVE_NAME])
+    if results_are_current(study_obj, out):
+        return  # a resumed study that ran nothing new: its files stand
+    write_tables(study_obj, out)
     relative_job_dirs(out / "trials.csv", root)
+    write_plots(study_obj, out, [OBJECTIVE_NAME], ["param_importances"])
     if study_obj.best_trial is None:
         return
     plots.plot_optimization_history(study_obj, out / "optimization_history.png")

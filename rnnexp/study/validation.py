@@ -7,74 +7,81 @@ import hashlib
 import json
 import math
 import os
-import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from rnnexp.results import Results, read_done
-from rnnexp.runner import STOP, default_launcher, run_train
+from rnnexp.results import Results, read_done, write_if_changed
+from rnnexp.runner import Runner
 from rnnexp.study.plots import plot_loss_curves
 from rnnexp.study.spec import FULL, Budget, StudyError, fixed_overrides, report_setting, study_file
 from rnnexp.sweeps import hydra_value
 
 
 def validate(results: Results, best_params: dict, budget: Budget = FULL,
-             launcher: Optional[str] = None, on_poll: Optional[Callable[[], None]] = None,
-             stop: threading.Event = STOP) -> pd.DataFrame:
+             runner: Optional[Runner] = None) -> pd.DataFrame:
     """Both settings on the validation seeds: validation.csv/.md (the table), validation_runs.csv
     (one row per seed) and loss_curves.png in results/study/."""
-    launcher = launcher or default_launcher()
+    runner = runner or Runner()
     out = results.study
     out.mkdir(parents=True, exist_ok=True)
     params = {"best": dict(best_params), "report": report_setting()}
-    runs = {label: validate_setting(results, label, p, budget, launcher, on_poll, stop)
+    runs = {label: validate_setting(results, label, p, budget, runner)
             for label, p in params.items()}
     summaries = {label: epochs_summary(r, budget.train_epochs()) for label, r in runs.items()}
 
     table = validation_table(summaries, params)
     numbers = pd.DataFrame([{"setting": k, **v} for k, v in summaries.items()])
     numbers.insert(1, "params", [setting_text(params[k]) for k in summaries])
-    numbers.to_csv(out / "validation.csv", index=False)
-    (out / "validation.md").write_text(table.to_markdown(index=False) + "\n", encoding="utf-8")
+    write_if_changed(out / "validation.csv", numbers.to_csv(index=False))
+    write_if_changed(out / "validation.md", table.to_markdown(index=False) + "\n")
     all_runs = pd.concat(runs.values(), ignore_index=True)
-    all_runs.assign(run_dir=[os.path.relpath(d, results.root) for d in all_runs.run_dir]).to_csv(
-        out / "validation_runs.csv", index=False)
+    changed = write_if_changed(out / "validation_runs.csv", all_runs.assign(
+        run_dir=[os.path.relpath(d, results.root) for d in all_runs.run_dir]).to_csv(index=False))
 
-    labels = {"best": "best found: " + setting_text(params["best"]),
-              "report": "report: " + setting_text(params["report"])}
-    plot_loss_curves({k: loss_curves(r) for k, r in runs.items()}, labels,
-                     study_file().loss_below, out / "loss_curves.png")
+    figure = out / "loss_curves.png"
+    if changed or not figure.exists():  # the curves are those runs' histories
+        labels = {"best": "best found: " + setting_text(params["best"]),
+                  "report": "report: " + setting_text(params["report"])}
+        plot_loss_curves({k: loss_curves(r) for k, r in runs.items()}, labels,
+                         study_file().loss_below, figure)
     return numbers
 
 
-def validate_setting(results: Results, label: str, params: dict, budget: Budget, launcher: str,
-                     on_poll: Optional[Callable[[], None]] = None,
-                     stop: threading.Event = STOP) -> pd.DataFrame:
+def validate_setting(results: Results, label: str, params: dict, budget: Budget,
+                     runner: Runner) -> pd.DataFrame:
     """Train one setting on the validation seeds (resumable: done runs are skipped); one row per
     seed with its epochs to converge and run dir."""
     sweep_dir = results.study_runs / "validation" / setting_dir_name(label, params)
     seeds = ",".join(str(s) for s in budget.validation_seeds)
-    run_train(["-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}",
-               "train.skip_done=true", *fixed_overrides(budget), *param_overrides(params),
-               f"seed={seeds}"],
-              results.study_logs / f"validation-{label}.log", launcher, on_poll=on_poll, stop=stop)
-    rows = []
-    for run_dir in sorted(sweep_dir.iterdir()):
-        m = read_done(run_dir)
-        if m is not None:
-            rows.append({"setting": label, "seed": m["seed"], "converged": m["converged"],
-                         "epochs_to_converge": m["epochs_to_converge"],
-                         "final_loss": m["final_loss"], "run_dir": str(run_dir)})
-    runs = pd.DataFrame(rows, columns=["setting", "seed", "converged", "epochs_to_converge",
-                                       "final_loss", "run_dir"])
+    runs = finished_runs(sweep_dir, label)
+    if set(budget.validation_seeds) - set(runs.seed):  # something to train (resumable)
+        runner.train(["-m", f"hydra/launcher={runner.launcher}", f"hydra.sweep.dir={sweep_dir}",
+                      "train.skip_done=true", *fixed_overrides(budget), *param_overrides(params),
+                      f"seed={seeds}"],
+                     results.study_logs / f"validation-{label}.log")
+        runs = finished_runs(sweep_dir, label)
+    runs = runs[runs.seed.isin(budget.validation_seeds)]
     missing = set(budget.validation_seeds) - set(runs.seed)
     if missing:
         raise StudyError(f"validation of {label!r}: no finished run for seeds {sorted(missing)} "
                          f"in {sweep_dir}")
     return runs.sort_values("seed").reset_index(drop=True)
+
+
+def finished_runs(sweep_dir: Path, label: str) -> pd.DataFrame:
+    """One row per finished run under sweep_dir: its seed, epochs to converge and run dir."""
+    rows = []
+    for run_dir in sorted(sweep_dir.iterdir()) if sweep_dir.is_dir() else []:
+        m = read_done(run_dir)
+        if m is not None:
+            rows.append({"setting": label, "seed": m["seed"], "converged": m["converged"],
+                         "epochs_to_converge": m["epochs_to_converge"],
+                         "final_loss": m["final_loss"], "run_dir": str(run_dir)})
+    return pd.DataFrame(rows, columns=["setting", "seed", "converged", "epochs_to_converge",
+                                       "final_loss", "run_dir"])
 
 
 def param_overrides(params: dict) -> list[str]:

@@ -51,15 +51,48 @@ def expected_configs(sweep: Sweep) -> list[tuple[Setting, dict]]:
 
 
 def check_settings(sweep: Sweep) -> None:
-    """Every setting composes and passes rnnexp's checks; else one line naming the file's key."""
+    """Every setting composes and passes rnnexp's checks; else one line naming the file's key.
+
+    The keys and types are checked once per distinct value on the typed config of each group
+    choice (what setting_config does per setting, without a copy of the config per setting),
+    then every setting's values by rnnexp's value checks on plain data."""
+    from omegaconf import OmegaConf
+
+    from rnnexp.config import plain, validate
     from rnnexp.errors import one_line
 
-    for setting in sweep.settings():
-        try:
-            setting_config(setting)
-        except Exception as e:  # noqa: BLE001 - any config failure becomes one line naming the key
-            msg = one_line(e)
-            fail(sweep.path, _spec_key_for(sweep, msg), msg)
+    try:
+        by_choices: dict[tuple, list[Setting]] = {}
+        for setting in sweep.settings():
+            choices = tuple(override(k, v) for k, v in setting.values if k in GROUPS)
+            by_choices.setdefault(choices, []).append(setting)
+        for choices, settings in by_choices.items():
+            typed = copy.deepcopy(_composed(choices))
+            converted = {}  # (key, repr(value)) -> the value as the typed config holds it
+            for s in settings:
+                for key, value in s.values:
+                    if key not in GROUPS and (key, repr(value)) not in converted:
+                        OmegaConf.update(typed, key, value, merge=False)  # unknown key, type
+                        node = OmegaConf.select(typed, key)
+                        converted[key, repr(value)] = (OmegaConf.to_container(node)
+                                                       if OmegaConf.is_config(node) else node)
+            base = OmegaConf.to_container(_composed(choices), resolve=True)
+            for setting in settings:
+                tree = copy.deepcopy(base)
+                for key, value in setting.values:
+                    if key not in GROUPS:
+                        _set_dotted(tree, key, converted[key, repr(value)])
+                validate(plain(tree))
+    except Exception as e:  # noqa: BLE001 - any config failure becomes one line naming the key
+        msg = one_line(e)
+        fail(sweep.path, _spec_key_for(sweep, msg), msg)
+
+
+def _set_dotted(tree: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
 
 
 def _spec_key_for(sweep: Sweep, message: str) -> str:

@@ -120,11 +120,15 @@ def _trial_for(ref: TrialRef) -> "optuna.Trial | None":
 
 class LeadSeedHook:
     """Reports every `report_every` epochs (Optuna storage writes cost milliseconds) and asks the
-    pruner each time; a prune decision is recorded on the trial for the other seeds."""
+    pruner each time; a prune decision is recorded on the trial for the other seeds. The training
+    loop applies it at once to the trial's seeds in the same batch (rnnexp.train.TrialVoices)."""
 
-    def __init__(self, trial: "optuna.Trial", report_every: int):
+    lead = True
+
+    def __init__(self, trial: "optuna.Trial", report_every: int, trial_key: Any = None):
         self.trial = trial
         self.report_every = report_every
+        self.trial_key = trial_key
 
     def report(self, epoch: int, loss: float) -> bool:
         if epoch % self.report_every != 0 or not math.isfinite(loss):
@@ -139,9 +143,12 @@ class LeadSeedHook:
 class FollowerSeedHook:
     """Another seed of the same trial: reports nothing, stops once the lead seed was pruned."""
 
-    def __init__(self, trial: "optuna.Trial", report_every: int):
+    lead = False
+
+    def __init__(self, trial: "optuna.Trial", report_every: int, trial_key: Any = None):
         self.trial = trial
         self.report_every = report_every
+        self.trial_key = trial_key
         self._checked = False
 
     def report(self, epoch: int, loss: float) -> bool:
@@ -165,4 +172,4 @@ def hook_for(cfg: Any = None, env: Mapping[str, str] | None = None) -> EpochHook
     if trial is None or len(trial.study.directions) > 1:
         return None
     hook_class = LeadSeedHook if ref.lead else FollowerSeedHook
-    return hook_class(trial, ref.report_every)
+    return hook_class(trial, ref.report_every, ref.key)

@@ -6,7 +6,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from omegaconf import OmegaConf
@@ -18,14 +18,31 @@ log = logging.getLogger(__name__)
 
 RESULTS_YAML = "optimization_results.yaml"
 TRIALS_CSV = "trials.csv"
+# the plots a study can draw (pareto_front only with 2 or 3 objectives); fANOVA importances cost
+# seconds on a few hundred trials
+PLOTS = ("optimization_history", "param_importances", "slice", "pareto_front")
 
 
-def write_results(study: optuna.Study, out_dir: Path, objective_names: list[str]) -> list[Path]:
-    """Write every result file into out_dir; return their paths."""
+def write_results(study: optuna.Study, out_dir: Path, objective_names: list[str],
+                  plots: Sequence[str] = PLOTS) -> list[Path]:
+    """Write every result file into out_dir, and the plots named in `plots`; return their paths."""
+    return write_tables(study, out_dir) + write_plots(study, out_dir, objective_names, plots)
+
+
+def write_tables(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """optimization_results.yaml and trials.csv."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [_write_summary(study, out_dir / RESULTS_YAML), _write_trials(study, out_dir / TRIALS_CSV)]
-    paths += _write_plots(study, out_dir, objective_names)
-    return paths
+    return [_write_summary(study, out_dir / RESULTS_YAML), _write_trials(study, out_dir / TRIALS_CSV)]
+
+
+def results_are_current(study: optuna.Study, out_dir: Path) -> bool:
+    """Whether out_dir's optimization_results.yaml already counts every trial of the study in
+    its state (a resumed study that ran nothing need not rewrite its files)."""
+    try:
+        written = OmegaConf.to_container(OmegaConf.load(out_dir / RESULTS_YAML)).get("trials")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return written == summarize(study)["trials"]
 
 
 def copy_results(paths: list[Path], dest: Path) -> None:
@@ -70,7 +87,12 @@ def _write_trials(study: optuna.Study, path: Path) -> Path:
     return path
 
 
-def _write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str]) -> list[Path]:
+def write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str],
+                wanted: Sequence[str] = PLOTS) -> list[Path]:
+    """The plots named in `wanted` that the study can draw, as PNG files in out_dir."""
+    if not wanted:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -93,6 +115,8 @@ def _write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str])
             study, target_names=objective_names))
     written = []
     for filename, (needed, plot) in plots.items():
+        if filename.removesuffix(".png") not in wanted:
+            continue
         if n_complete < needed:
             log.info("skipped %s: %d completed trial(s), it needs %d", filename, n_complete, needed)
             continue
