@@ -63,6 +63,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_GRACE_PERIOD = 120  # seconds; without heartbeats: age of a RUNNING trial with no worker
 STUDY_MARKER = ".optuna_study"  # in the sweep dir: the study whose job dirs it holds
 POLL_S = 0.5  # while the last trials run in other workers
+DEFAULT_REPORT_EVERY = 10  # epochs, when a pruner reads the reports
 
 
 class SweeperConfigError(ValueError):
@@ -90,7 +91,7 @@ class OptunaSweeperImpl(Sweeper):
         seeds: Sequence[int] | None,
         seed_key: str,
         aggregate: str,
-        report_every: int,
+        report_every: int | None,
         forbid: Sequence[str],
         results_dir: str | None,
         heartbeat_interval: int | None = 60,
@@ -101,7 +102,8 @@ class OptunaSweeperImpl(Sweeper):
         _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
         _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
         _require(max_failure_rate >= 0, "max_failure_rate", "must be >= 0", max_failure_rate)
-        _require(report_every >= 1, "report_every", "must be at least 1", report_every)
+        _require(report_every is None or report_every >= 1, "report_every",
+                 "must be null or at least 1", report_every)
         _require(heartbeat_interval is None or heartbeat_interval >= 1, "heartbeat_interval",
                  "must be null or at least 1 (seconds)", heartbeat_interval)
         _require(grace_period is None or grace_period >= 1, "grace_period",
@@ -124,7 +126,9 @@ class OptunaSweeperImpl(Sweeper):
         self.seeds: list[int | None] = list(seeds) if seeds else [None]
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", seeds)
         self.seed_key = seed_key
-        self.report_every = report_every
+        prunes = not str(self.pruner_cfg.get("_target_", "")).endswith("NopPruner")
+        # loss reports are written only where something reads them (each is a storage write)
+        self.report_every = report_every or (DEFAULT_REPORT_EVERY if prunes else None)
         self.forbid = list(forbid)
         self.results_dir = results_dir
         self.heartbeat_interval = heartbeat_interval
@@ -273,7 +277,12 @@ class OptunaSweeperImpl(Sweeper):
                 f"direction={self.directions} but study {name!r} in {url} was created with {found}"
             )
         # jobs in other processes rebuild the pruner from here (see rnnexp.tuning.hooks)
-        study.set_user_attr(PRUNER_ATTR, self.pruner_cfg)
+        attrs = {PRUNER_ATTR: self.pruner_cfg}
+        if self.seeds != [None]:
+            attrs["seeds"] = self.seeds  # each trial's seed_values are in this order
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value:  # each write is a storage record
+                study.set_user_attr(key, value)
         return study, url
 
     def _make_sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -311,13 +320,16 @@ class OptunaSweeperImpl(Sweeper):
                 nums = job_nums(trial.number, n_seeds)
                 trial.set_user_attr("job_nums", nums)
                 for i, seed in enumerate(self.seeds):
-                    ref = TrialRef(storage_url, study.study_name, trial.number, lead=i == 0,
-                                   report_every=self.report_every)
-                    refs.append(ref)
-                    register_live_trial(ref, trial)
+                    hook = []  # how the job finds its trial to report to: only if it reports
+                    if self.report_every is not None:
+                        ref = TrialRef(storage_url, study.study_name, trial.number, lead=i == 0,
+                                       report_every=self.report_every)
+                        refs.append(ref)
+                        register_live_trial(ref, trial)
+                        hook = env_overrides(ref)
                     seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
                     subdir = [f"++hydra.sweep.subdir={nums[i]}"] if name_dirs else []
-                    batch.append(overrides + seed_override + subdir + env_overrides(ref))
+                    batch.append(overrides + seed_override + subdir + hook)
             if not isinstance(self.launcher, BasicLauncher):
                 # composing every job's config costs as much as launching it in-process; the
                 # basic launcher composes first thing here anyway, others do it in other processes
@@ -351,8 +363,7 @@ class OptunaSweeperImpl(Sweeper):
               job_dirs: list[str | None]) -> Outcome:
         outcome = self.objective.outcome(jobs, self.seeds)
         trial.set_user_attr("job_dirs", job_dirs)
-        if self.seeds != [None]:
-            trial.set_user_attr("seeds", self.seeds)
+        if self.seeds != [None]:  # the seeds themselves are a study attr (_open_study)
             trial.set_user_attr("seed_values", json_safe(outcome.seed_values))
         if outcome.state == TrialState.FAIL:
             log.warning("Trial %d failed: %s", trial.number, outcome.reason)

@@ -162,7 +162,10 @@ class OptunaSweeperConf:
     seeds: Optional[List[int]] = None  # each trial runs one job per seed: `<seed_key>=<seed>`
     seed_key: str = "seed"
     aggregate: str = "mean"  # mean | median | min | max over the seeds of a trial
-    report_every: int = 10  # epochs between two loss reports of a job to its trial
+    # epochs between two loss reports of a trial's lead seed; null: every 10 epochs when a
+    # pruner reads them, none at all with the `none` pruner (set it to watch the losses of a
+    # study without pruning, e.g. in optuna-dashboard)
+    report_every: Optional[int] = None
     forbid: List[str] = field(default_factory=list)  # keys the search space must not vary
     results_dir: Optional[str] = None  # also copy the end-of-study files here
     # the end-of-study plots (the last worker draws them): null for every one that applies
