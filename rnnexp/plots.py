@@ -1,21 +1,28 @@
 """Loss against epoch for a table: one panel per reading, one line per setting (mean over seeds)
-with a min–max band, log-scale loss, the published values as markers."""
+with a min–max band, log-scale loss, the published values as markers.
+
+A plot is made in two steps: `plot_spec` works out everything the figure shows (plain data, no
+matplotlib), `draw` turns that into a PNG. `spec_fingerprint` hashes a spec together with this
+module's source and the matplotlib version, so a caller can skip drawing a plot whose PNG already
+shows exactly that (matplotlib is imported only when something is drawn).
+"""
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import textwrap
+from importlib import metadata
 from pathlib import Path
+from typing import Optional
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rnnexp.results import atomic_write_bytes  # noqa: E402
-from rnnexp.collect import Collection  # noqa: E402
-from rnnexp.sweeps import Sweep, canonical  # noqa: E402
-from rnnexp.tables import TableResult, cells_of  # noqa: E402
+from rnnexp.results import atomic_write_bytes
+from rnnexp.collect import Collection
+from rnnexp.sweeps import Sweep, canonical
+from rnnexp.tables import TableResult, cells_of
 
 LOSS_FLOOR = 1e-12  # a loss of exactly 0 is drawn here on the log scale
 
@@ -77,49 +84,120 @@ def published_points(sweep: Sweep, grid: dict) -> list[tuple[int, float]]:
     return points
 
 
-def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
+def plot_spec(result: TableResult, collection: Collection) -> dict:
+    """Everything plot_table draws for a table, as plain data (arrays included)."""
     sweep = result.sweep
     readings = [r.name for r in sweep.readings]
     ncols = min(2, len(readings))
     nrows = (len(readings) + ncols - 1) // ncols
     width = max(6.4 * ncols, 9.5)  # wide enough for the title and a legend row
+    converge_line = "epochs_to_converge" in (sweep.layout.columns.values + sweep.layout.rows.values)
+    panels, n_seeds = [], set()
+    for reading in readings:
+        curves = []
+        for curve in loss_curves(result, collection, reading):
+            curves.append({"label": f"{setting_label(sweep, curve['grid'])}",
+                           "epochs": curve["epochs"], "mean": curve["mean"], "min": curve["min"],
+                           "max": curve["max"],
+                           "published": published_points(sweep, curve["grid"])})
+            n_seeds.add(curve["n"])
+        best = " (best fit)" if result.best_reading == reading and sweep.ambiguous else ""
+        panels.append({"curves": curves, "converge_line": converge_line,
+                       "title": f"reading: {reading}{best}" if sweep.ambiguous else ""})
+    seeds = "/".join(str(n) for n in sorted(n_seeds)) or "0"
+    title = sweep.title + (f" (quick mode: {sweep.epochs} epochs)" if sweep.quick else "")
+    key = (f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over seeds, "
+           f"◇: published (a printed 0 drawn at its rounding limit)")
+    chars = int(width * 11)  # characters per title line at this font size
+    return {"nrows": nrows, "ncols": ncols, "width": width, "panels": panels,
+            "suptitle": "\n".join(textwrap.wrap(title, chars) + textwrap.wrap(key, chars))}
+
+
+def spec_fingerprint(spec: dict, environment: Optional[str] = None) -> str:
+    """sha256 of a spec, of this module's code and of the matplotlib that would draw it
+    (`environment`: matplotlib_environment(), where the caller has it already): equal
+    fingerprints draw equal PNGs."""
+    def plain(x):
+        if isinstance(x, np.ndarray):
+            data = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+            return f"<array {x.dtype.str} {x.shape} {data}>"
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, (np.generic,)):
+            return repr(x.item())
+        return repr(x) if isinstance(x, float) else x
+
+    h = hashlib.sha256()
+    h.update(json.dumps(plain(spec), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    h.update(Path(__file__).read_bytes())
+    h.update((environment if environment is not None else matplotlib_environment()).encode("utf-8"))
+    return h.hexdigest()
+
+
+def matplotlib_environment() -> str:
+    """The versions of matplotlib (and of what it draws with) and any matplotlibrc it would read
+    besides its own default, found without importing matplotlib: what else decides the PNG."""
+    parts = []
+    for name in ("matplotlib", "numpy", "pillow"):  # pillow writes the PNG
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} ?")
+    candidates = [Path.cwd() / "matplotlibrc"]
+    if os.environ.get("MATPLOTLIBRC"):
+        rc = Path(os.environ["MATPLOTLIBRC"])
+        candidates += [rc, rc / "matplotlibrc"]
+    config = os.environ.get("MPLCONFIGDIR") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "matplotlib")
+    candidates += [Path(config) / "matplotlibrc",
+                   Path(os.path.expanduser("~/.matplotlib")) / "matplotlibrc"]
+    for rc in candidates:
+        try:
+            parts.append(f"{rc}:{hashlib.sha256(rc.read_bytes()).hexdigest()}")
+        except OSError:
+            pass
+    return "\n".join(parts)
+
+
+def draw(spec: dict, path: Path) -> Path:
+    """The PNG of a spec (plot_spec), written atomically to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    ncols, nrows, width = spec["ncols"], spec["nrows"], spec["width"]
+    panels = spec["panels"]
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, 4.4 * nrows + 0.6), squeeze=False,
                              sharey=True)
-    n_seeds = set()
-    for ax, reading in zip(axes.flat, readings):
-        curves = loss_curves(result, collection, reading)
+    for ax, panel in zip(axes.flat, panels):
+        curves = panel["curves"]
         for i, curve in enumerate(curves):
             color = f"C{i}"
-            label = f"{setting_label(sweep, curve['grid'])}"
-            ax.plot(curve["epochs"], curve["mean"], color=color, lw=1.4, label=label)
+            ax.plot(curve["epochs"], curve["mean"], color=color, lw=1.4, label=curve["label"])
             ax.fill_between(curve["epochs"], curve["min"], curve["max"], color=color, alpha=0.18,
                             lw=0)
-            for epoch, value in published_points(sweep, curve["grid"]):
+            for epoch, value in curve["published"]:
                 ax.plot([epoch], [value], marker="D", ms=7, mfc="white", mec=color, mew=1.8,
                         ls="none")
-            n_seeds.add(curve["n"])
-        if "epochs_to_converge" in (sweep.layout.columns.values + sweep.layout.rows.values):
+        if panel["converge_line"]:
             ax.axhline(5e-5, color="grey", ls=":", lw=1)
             ax.text(1, 5e-5, " converged below 5e-5", color="grey", va="bottom", fontsize=8)
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.grid(True, which="major", alpha=0.3)
-        best = " (best fit)" if result.best_reading == reading and sweep.ambiguous else ""
-        ax.set_title(f"reading: {reading}{best}" if sweep.ambiguous else "", fontsize=10)
+        ax.set_title(panel["title"], fontsize=10)
         if curves:
             ax.plot([], [], marker="D", mfc="white", mec="black", ls="none", label="published")
         else:
             ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="grey")
     for ax in axes[:, 0]:
         ax.set_ylabel("training loss (log scale)")
-    for ax in list(axes.flat)[len(readings):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    seeds = "/".join(str(n) for n in sorted(n_seeds)) or "0"
-    title = sweep.title + (f" (quick mode: {sweep.epochs} epochs)" if sweep.quick else "")
-    key = (f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over seeds, "
-           f"◇: published (a printed 0 drawn at its rounding limit)")
-    chars = int(width * 11)  # characters per title line at this font size
-    fig.suptitle("\n".join(textwrap.wrap(title, chars) + textwrap.wrap(key, chars)), fontsize=11)
+    fig.suptitle(spec["suptitle"], fontsize=11)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:  # one legend below the panels: every panel has the same settings and colours
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(handles)), fontsize=9,
@@ -131,3 +209,7 @@ def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+def plot_table(result: TableResult, collection: Collection, path: Path) -> Path:
+    return draw(plot_spec(result, collection), path)

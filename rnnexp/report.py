@@ -4,9 +4,15 @@ REPORT.md is a list of sections, each rendering Markdown from a ReportContext. T
 the report's own: how the report was made, the tables of every sweep, the verdicts on the report's
 ambiguities, the check of its conclusions, and skipped run dirs. rnnexp.reproduce lists which
 sections REPORT.md has and in what order (a study adds its own there).
+
+A report on unchanged runs is quick: <results>/.cache/ (ignored by git, safe to delete) keeps the
+parsed sweep files, what was read from each run dir, and a fingerprint of each plot, so only what
+changed is read, composed or drawn again; files whose text did not change are not rewritten.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -19,10 +25,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import rnnexp
+from rnnexp import sweeps as sweeps_pkg
 from rnnexp.claims import check_conclusions, claims_markdown
-from rnnexp.collect import Collection, RunDirWarning, collect, write_runs_csv
-from rnnexp.results import Results, atomic_write_text
-from rnnexp.sweeps import Sweep, load_sweeps
+from rnnexp.collect import Collection, RunCache, RunDirWarning, collect, write_runs_csv
+from rnnexp.results import Results, atomic_write_text, write_if_changed
+from rnnexp.sweeps import Sweep, expected_configs, load_sweeps, sweep_paths
 from rnnexp.tables import (TableResult, build_table, fit_markdown, fit_verdict, table_csv,
                            table_markdown)
 
@@ -223,31 +231,206 @@ def report_sweeps(quick: bool, seeds: Optional[int] = None,
 def build_report(results: Path, sections: Sequence[Section], quick: Optional[bool] = None,
                  sweeps_dir: Optional[Path] = None, warn: bool = False) -> ReportContext:
     """Collect results/runs, write runs.csv, every table and plot, and REPORT.md of `sections`."""
-    from rnnexp.plots import plot_table  # matplotlib only when drawing
-
     results = ensure_writable(results)
     layout = Results(results)
+    cache = cache_dir(results)
     manifest = read_manifest(results)
     if quick is None or quick == bool(manifest.get("quick", False)):
         quick, seeds = bool(manifest.get("quick", False)), manifest.get("seeds")
     else:
         seeds = None
-    sweeps = report_sweeps(quick, seeds, sweeps_dir)
+    sweeps, configs = cached_sweeps(cache, quick, seeds, sweeps_dir)
+    runs_cache = RunCache(cache)
     with warnings.catch_warnings():
         warnings.simplefilter("always" if warn else "ignore", RunDirWarning)
-        collection = collect(layout.runs, base=results, warn=warn)
-    tables = {s.name: build_table(s, collection) for s in sweeps}
+        collection = collect(layout.runs, base=results, warn=warn, cache=runs_cache)
+    tables = {s.name: build_table(s, collection, configs.get(s.name)) for s in sweeps}
     ctx = ReportContext(results, sweeps, collection, tables, manifest, quick)
 
     write_runs_csv(collection, layout.runs_csv)
     for d in (layout.tables, layout.plots):
         d.mkdir(exist_ok=True)
     for name, result in tables.items():
-        atomic_write_text(layout.tables / f"{name}.csv", table_csv(result).to_csv(index=False))
-        atomic_write_text(layout.tables / f"{name}.md", _table_file_markdown(result))
-        plot_table(result, collection, layout.plots / f"{name}.png")
-    atomic_write_text(layout.report, render_report(ctx, sections))
+        write_if_changed(layout.tables / f"{name}.csv", table_csv(result).to_csv(index=False))
+        write_if_changed(layout.tables / f"{name}.md", _table_file_markdown(result))
+    draw_plots(tables, collection, layout.plots, cache)
+    write_if_changed(layout.report, render_report(ctx, sections))
+    runs_cache.save()  # after the tables, plots and claims have read the histories they need
     return ctx
+
+
+# ---------------------------------------------------------------- what a report keeps for the next
+
+SWEEPS_CACHE = "sweeps.json"
+PLOTS_CACHE = "plots.json"
+CACHE_VERSION = 1
+
+
+def cache_dir(results: Path) -> Path:
+    """<results>/.cache/, made on first use with a .gitignore of its own (a results dir is often
+    committed; its cache is not)."""
+    path = Results(results).cache
+    try:
+        path.mkdir(exist_ok=True)
+        ignore = path / ".gitignore"
+        if not ignore.exists():
+            atomic_write_text(ignore, "# rnnexp-report's cache, safe to delete\n*\n")
+    except OSError:
+        pass  # no cache: every report reads everything
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        write_if_changed(path, json.dumps({"version": CACHE_VERSION, **data},
+                                               separators=(",", ":")))
+    except OSError:
+        pass
+
+
+def _digest_files(h, paths) -> None:
+    for path in paths:
+        h.update(str(path).encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"<unreadable>")
+        h.update(b"\0")
+
+
+def _sweeps_key(quick: bool, seeds, sweeps_dir: Optional[Path]) -> str:
+    """What report_sweeps and expected_configs depend on: the sweep files, rnnexp's code and
+    packaged configs (rnnexp-train's config they compose with), Hydra's and OmegaConf's versions,
+    quick and seeds."""
+    h = hashlib.sha256()
+    h.update(json.dumps([quick, seeds]).encode())
+    _digest_files(h, sweep_paths(sweeps_dir))
+    package = Path(rnnexp.__file__).resolve().parent
+    code = sorted(p for p in package.rglob("*")
+                  if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts and p.is_file())
+    plugins = package.parent / "hydra_plugins"  # rnnexp's own (the config search path is one)
+    code += sorted(p for p in plugins.glob("rnnexp_*/**/*.py") if "__pycache__" not in p.parts)
+    _digest_files(h, code)
+    for name in ("hydra-core", "omegaconf"):
+        try:
+            h.update(f"{name} {metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(name.encode())
+    return h.hexdigest()
+
+
+def cached_sweeps(cache: Path, quick: bool, seeds, sweeps_dir: Optional[Path] = None
+                  ) -> tuple[list[Sweep], dict[str, list[dict]]]:
+    """report_sweeps(quick, seeds, sweeps_dir) and every sweep's expected configs (in settings
+    order), from the cache when nothing they depend on changed (reading, checking and composing
+    the sweep files with Hydra takes seconds)."""
+    key = _sweeps_key(quick, seeds, sweeps_dir)
+    kept = _read_json(cache / SWEEPS_CACHE)
+    if kept.get("key") == key:
+        try:
+            sweeps = [_decode(x) for x in kept["sweeps"]]
+            configs = {name: [_decode(c) for c in cs] for name, cs in kept["configs"].items()}
+            if all(isinstance(s, Sweep) and len(configs.get(s.name, ())) == len(s.settings())
+                   for s in sweeps):
+                return sweeps, configs
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
+    sweeps = report_sweeps(quick, seeds, sweeps_dir)
+    configs = {s.name: [c for _, c in expected_configs(s)] for s in sweeps}
+    try:
+        encoded = [_encode(s) for s in sweeps]
+        encoded_configs = {n: [_encode(c) for c in cs] for n, cs in configs.items()}
+        exact = ([_decode(x) for x in encoded] == sweeps and
+                 {n: [_decode(c) for c in cs] for n, cs in encoded_configs.items()} == configs)
+    except (TypeError, ValueError):
+        exact = False
+    if exact:  # only what JSON gives back as it was (a NaN somewhere: not kept)
+        _write_json(cache / SWEEPS_CACHE,
+                    {"key": key, "sweeps": encoded, "configs": encoded_configs})
+    return sweeps, configs
+
+
+# sweeps as JSON: dataclasses of rnnexp.sweeps (these only), tuples and paths tagged
+_CLASSES = {c.__name__: c for c in (sweeps_pkg.Sweep, sweeps_pkg.Layout, sweeps_pkg.Axis,
+                                    sweeps_pkg.Published, sweeps_pkg.Reading)}
+
+
+def _encode(x):
+    if x is None or isinstance(x, (str, bool, int, float)):
+        return x
+    if isinstance(x, list):
+        return [_encode(v) for v in x]
+    if isinstance(x, tuple):
+        return {"$tuple": [_encode(v) for v in x]}
+    if isinstance(x, dict):
+        return {"$dict": [[_encode(k), _encode(v)] for k, v in x.items()]}
+    if isinstance(x, Path):
+        return {"$path": str(x)}
+    if dataclasses.is_dataclass(x) and type(x).__name__ in _CLASSES and \
+            _CLASSES[type(x).__name__] is type(x):
+        return {"$" + type(x).__name__: {f.name: _encode(getattr(x, f.name))
+                                         for f in dataclasses.fields(x)}}
+    raise TypeError(f"cannot keep {type(x).__name__}")
+
+
+def _decode(x):
+    if isinstance(x, list):
+        return [_decode(v) for v in x]
+    if not isinstance(x, dict):
+        return x
+    (tag, value), = x.items()
+    if tag == "$tuple":
+        return tuple(_decode(v) for v in value)
+    if tag == "$dict":
+        return {_decode(k): _decode(v) for k, v in value}
+    if tag == "$path":
+        return Path(value)
+    cls = _CLASSES[tag[1:]] if tag.startswith("$") else None
+    if cls is None:
+        raise ValueError(f"unknown tag {tag!r}")
+    return cls(**{k: _decode(v) for k, v in value.items()})
+
+
+def draw_plots(tables: dict[str, TableResult], collection: Collection, plots: Path,
+               cache: Path) -> list[str]:
+    """plots/<name>.png of every table, drawn only where what it shows (or the code drawing it)
+    changed or the PNG is not the one drawn last; returns the names drawn."""
+    from rnnexp.plots import draw, matplotlib_environment, plot_spec, spec_fingerprint
+
+    environment = matplotlib_environment()  # (plots imports matplotlib only to draw)
+    kept = _read_json(cache / PLOTS_CACHE).get("plots", {})
+    kept = kept if isinstance(kept, dict) else {}
+    now, drawn = {}, []
+    for name, result in tables.items():
+        png = plots / f"{name}.png"
+        spec = plot_spec(result, collection)
+        fingerprint = spec_fingerprint(spec, environment)
+        before = kept.get(name)
+        if isinstance(before, dict) and before.get("fingerprint") == fingerprint and \
+                before.get("png") == _file_sha256(png):
+            now[name] = before
+            continue
+        draw(spec, png)
+        drawn.append(name)
+        now[name] = {"fingerprint": fingerprint, "png": _file_sha256(png)}
+    if now != kept:
+        _write_json(cache / PLOTS_CACHE, {"plots": now})
+    return drawn
+
+
+def _file_sha256(path: Path) -> Optional[str]:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _table_file_markdown(result: TableResult) -> str:

@@ -32,8 +32,10 @@ class TableResult:
 
     @property
     def best_reading(self) -> Optional[str]:
-        best = self.fit[self.fit.best]
-        return None if best.empty else str(best.reading.iloc[0])
+        for best, reading in zip(self.fit["best"].tolist(), self.fit["reading"].tolist()):
+            if best:  # the first reading marked best (what fit[fit.best].reading.iloc[0] is)
+                return str(reading)
+        return None
 
 
 # ---------------------------------------------------------------- matching runs to settings
@@ -51,41 +53,141 @@ def matching_runs(frame: pd.DataFrame, config: dict) -> pd.DataFrame:
     return frame[mask]
 
 
-def setting_runs(sweep: Sweep, collection: Collection) -> list[tuple]:
-    """(setting, runs of that setting, one per seed) for every setting of the sweep."""
+def setting_runs(sweep: Sweep, collection: Collection,
+                 configs: Optional[list[dict]] = None) -> list[tuple]:
+    """(setting, runs of that setting, one per seed) for every setting of the sweep. `configs`:
+    expected_configs(sweep)'s configs where the caller has them already (in settings order)."""
     out = []
-    for setting, config in expected_configs(sweep):
-        runs = matching_runs(collection.runs, config)
-        runs = runs.sort_values("run_dir").drop_duplicates("seed")  # the same run twice counts once
+    for setting, config in _settings_with_configs(sweep, configs):
+        rows = _setting_rows(collection, config)
+        if rows is None:  # the same run twice counts once
+            runs = _matching_runs_indexed(collection, config)
+            runs = runs.sort_values("run_dir").drop_duplicates("seed")
+        else:
+            runs = collection.runs.iloc[rows]
         out.append((setting, runs))
     return out
 
 
+def _settings_with_configs(sweep: Sweep, configs: Optional[list[dict]]) -> list[tuple]:
+    if configs is None:
+        return expected_configs(sweep)
+    return list(zip(sweep.settings(), configs, strict=True))
+
+
+def _matching_rows(collection: Collection, config: dict) -> Optional[list[int]]:
+    """Positions in collection.runs of the rows matching_runs(collection.runs, config) keeps, by
+    looking the config up in an index of the runs by the canonical values of the config's keys
+    (built once per key set and kept on the collection); None where that cannot be done."""
+    frame = collection.runs
+    keys = tuple(k for k in config if k not in IGNORED_KEYS)
+    if any(k not in frame for k in keys):
+        return []
+    memo = collection._memo
+    index = memo.get(("runs by config", keys))
+    if index is None:
+        columns = []
+        for key in keys:
+            column = memo.get(("canonical", key))
+            if column is None:
+                column = memo[("canonical", key)] = [canonical(v) for v in frame[key].tolist()]
+            columns.append(column)
+        index = {}
+        try:
+            for i, values in enumerate(zip(*columns)) if columns else enumerate([()] * len(frame)):
+                index.setdefault(values, []).append(i)
+        except TypeError:  # a value without a hash: compare one by one
+            index = False
+        memo[("runs by config", keys)] = index
+    if index is False:
+        return None
+    try:
+        return index.get(tuple(canonical(config[k]) for k in keys), [])
+    except TypeError:
+        return None
+
+
+def _matching_runs_indexed(collection: Collection, config: dict) -> pd.DataFrame:
+    """matching_runs(collection.runs, config), through the index where it can be used."""
+    rows = _matching_rows(collection, config)
+    frame = collection.runs
+    return matching_runs(frame, config) if rows is None else frame.iloc[rows]
+
+
+def _setting_rows(collection: Collection, config: dict) -> Optional[list[int]]:
+    """Positions of the runs that setting_runs keeps for a config: the matching runs sorted by run
+    dir, the first of each seed. None where only pandas' own sort and dedup can say."""
+    frame = collection.runs
+    if "seed" not in frame or "run_dir" not in frame:
+        return None
+    rows = _matching_rows(collection, config)
+    if rows is None:
+        return None
+    memo = collection._memo
+    if "run_dir list" not in memo:
+        memo["run_dir list"] = frame["run_dir"].tolist()
+        memo["seed list"] = frame["seed"].tolist()
+    run_dirs, seeds = memo["run_dir list"], memo["seed list"]
+    if not all(isinstance(run_dirs[i], str) for i in rows):
+        return None
+    kept, seen = [], set()
+    try:
+        for i in sorted(rows, key=run_dirs.__getitem__):
+            seed = seeds[i]
+            seed = None if isinstance(seed, float) and math.isnan(seed) else seed
+            if seed not in seen:
+                seen.add(seed)
+                kept.append(i)
+    except TypeError:
+        return None
+    return kept
+
+
 # ---------------------------------------------------------------- values
 
-def _metric_value(run: pd.Series, metric: str, epoch: Optional[int], collection: Collection) -> float:
+def _metric_value(run, metric: str, epoch: Optional[int], collection: Collection) -> float:
+    """run: a row of collection.runs (a Series, or a dict of its values)."""
     if metric == "loss" and epoch is not None:
-        history = collection.history(run.run_dir)
-        at = history.loss[history.epoch == epoch]
-        return float(at.iloc[0]) if len(at) else math.nan
+        history = collection.history(run["run_dir"])
+        # history.loss[history.epoch == epoch], without a pandas mask per cell
+        at = history["loss"].to_numpy()[history["epoch"].to_numpy() == epoch]
+        return float(at[0]) if len(at) else math.nan
     key = "final_loss" if metric == "loss" else metric
     value = run.get(key)
     return math.nan if value is None or pd.isna(value) else float(value)
 
 
-def table_values(sweep: Sweep, collection: Collection) -> pd.DataFrame:
+def _runs_as_dicts(collection: Collection, setting_config: dict) -> list:
+    """The runs setting_runs keeps for a config, each as {column: value} with the values
+    DataFrame.iterrows gives (both read DataFrame.values)."""
+    rows = _setting_rows(collection, setting_config)
+    if rows is None:
+        runs = _matching_runs_indexed(collection, setting_config)
+        runs = runs.sort_values("run_dir").drop_duplicates("seed")
+        return [run for _, run in runs.iterrows()]
+    memo = collection._memo
+    if "values" not in memo:
+        memo["values"] = collection.runs.values
+        memo["columns"] = list(collection.runs.columns)
+    values, columns = memo["values"], memo["columns"]
+    return [dict(zip(columns, values[i])) for i in rows]
+
+
+def table_values(sweep: Sweep, collection: Collection,
+                 configs: Optional[list[dict]] = None) -> pd.DataFrame:
     """One row per (reading, row, column, seed) of the table, with the run it came from."""
     layout = sweep.layout
     records = []
-    for setting, runs in setting_runs(sweep, collection):
+    for setting, config in _settings_with_configs(sweep, configs):
         grid = dict(setting.grid)
-        for _, run in runs.iterrows():
-            for r, c, metric, epoch in cells_of(layout, grid):
+        cells = list(cells_of(layout, grid))
+        for run in _runs_as_dicts(collection, config):
+            for r, c, metric, epoch in cells:
                 records.append({
-                    "reading": setting.reading, "row": r, "col": c, "seed": int(run.seed),
+                    "reading": setting.reading, "row": r, "col": c, "seed": int(run["seed"]),
                     "value": _metric_value(run, metric, epoch, collection),
                     "generated": run.get("generated"), "spells_word": bool(run.get("spells_word")),
-                    "run_dir": run.run_dir})
+                    "run_dir": run["run_dir"]})
     columns = ["reading", "row", "col", "seed", "value", "generated", "spells_word", "run_dir"]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -123,10 +225,11 @@ def _mode(strings) -> tuple[Optional[str], int]:
 def table_cells(sweep: Sweep, values: pd.DataFrame) -> pd.DataFrame:
     layout = sweep.layout
     records = []
+    groups = _positions(values, ("reading", "row", "col"))
     for reading in (r.name for r in sweep.readings):
         for r in range(len(layout.rows.values)):
             for c in range(len(layout.columns.values)):
-                v = values[(values.reading == reading) & (values.row == r) & (values.col == c)]
+                v = values.iloc[groups.get((reading, r, c), [])]
                 finite = v.value[np.isfinite(v.value.astype(float))]
                 published = sweep.published[r][c]
                 mean = float(finite.mean()) if len(finite) else math.nan
@@ -143,6 +246,15 @@ def table_cells(sweep: Sweep, values: pd.DataFrame) -> pd.DataFrame:
                     "generated": generated, "spelled": int(v.spells_word.sum()),
                 })
     return pd.DataFrame.from_records(records)
+
+
+def _positions(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[tuple, list[int]]:
+    """Positions of the rows of each combination of `columns`' values, in frame order: the rows
+    frame[(frame.a == x) & (frame.b == y)] selects are frame.iloc[positions[(x, y)]]."""
+    out: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(*(frame[c].tolist() for c in columns))):
+        out.setdefault(key, []).append(i)
+    return out
 
 
 def reading_fit(sweep: Sweep, cells: pd.DataFrame) -> pd.DataFrame:
@@ -162,8 +274,10 @@ def reading_fit(sweep: Sweep, cells: pd.DataFrame) -> pd.DataFrame:
     return fit
 
 
-def build_table(sweep: Sweep, collection: Collection) -> TableResult:
-    values = table_values(sweep, collection)
+def build_table(sweep: Sweep, collection: Collection,
+                configs: Optional[list[dict]] = None) -> TableResult:
+    """The table of a sweep; `configs`: its settings' expected configs, where already known."""
+    values = table_values(sweep, collection, configs)
     cells = table_cells(sweep, values)
     return TableResult(sweep, values, cells, reading_fit(sweep, cells))
 
@@ -229,17 +343,23 @@ def table_markdown(result: TableResult, reading: str) -> str:
     if layout.generated:
         header += ["generates (most common)", f"seeds spelling {word!r}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    at = _positions(cells, ("row", "col"))
     for r, row_label in enumerate(layout.rows.labels):
         row = [row_label]
         for c in range(len(layout.columns.values)):
-            cell = cells[(cells.row == r) & (cells.col == c)].iloc[0]
+            cell = cells.iloc[at[(r, c)][0]]
             row += [fmt_cell(cell, cell_metric(sweep, r, c)), cell.published_text]
         if layout.generated:
-            first = cells[cells.row == r].iloc[0]
+            first = cells.iloc[_first_of_row(at, r)]
             row += [f"`{first.generated}`" if first.generated else "–",
                     f"{first.spelled}/{first.runs}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _first_of_row(at: dict[tuple, list[int]], r: int) -> int:
+    """Position of the first cell of row r (what cells[cells.row == r].iloc[0] is)."""
+    return min(positions[0] for (row, _), positions in at.items() if row == r)
 
 
 def fit_markdown(result: TableResult) -> str:

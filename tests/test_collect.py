@@ -1,12 +1,14 @@
 """rnnexp.collect on synthetic run dirs: one tidy row per good run, bad dirs named and skipped."""
 import json
+import shutil
 import warnings
 
 import pandas as pd
 import pytest
 
 from fake_runs import fake_run
-from rnnexp.collect import RunDirWarning, collect, tidy_runs, write_runs_csv
+from rnnexp.collect import (Problem, RunCache, RunDirWarning, collect, tidy_runs,
+                            write_runs_csv)
 
 
 @pytest.fixture
@@ -89,3 +91,71 @@ def test_damaged_run_dirs_are_named_warned_about_and_skipped(results):
 def test_empty_or_missing_root_is_an_empty_table(tmp_path):
     c = collect(tmp_path / "nothing", warn=False)
     assert c.runs.empty and c.problems == []
+
+
+# ---------------------------------------------------------------- the cache of what was read
+
+def _collect_cached(results, folder):
+    cache = RunCache(folder)
+    c = collect(results / "runs", base=results, warn=False, cache=cache)
+    histories = {r: c.history(r) for r in c.runs.run_dir}
+    cache.save()
+    return c, histories
+
+
+def test_a_cache_reads_again_only_the_run_dirs_that_changed(results, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    plain = collect(results / "runs", base=results, warn=False)
+    first, _ = _collect_cached(results, folder)
+    pd.testing.assert_frame_equal(first.runs, plain.runs)
+
+    import rnnexp.collect as collect_module
+    read = []
+    real_read_run, real_read_history = collect_module.read_run, collect_module.read_history
+    monkeypatch.setattr(collect_module, "read_run",
+                        lambda d: read.append(d.name) or real_read_run(d))
+    monkeypatch.setattr(collect_module, "read_history",
+                        lambda d: read.append("history " + d.name) or real_read_history(d))
+    again, histories = _collect_cached(results, folder)
+    assert read == []  # nothing changed: nothing parsed
+    pd.testing.assert_frame_equal(again.runs, plain.runs)
+    for run_dir, history in histories.items():
+        pd.testing.assert_frame_equal(history, plain.history(run_dir), check_exact=True)
+
+    # re-trained with other numbers, damaged, removed: each one is read (or dropped) again
+    fake_run(results / "runs" / "sweep_a" / "optimizer.lr=0.4,seed=0", {"optimizer.lr": 0.4},
+             seed=0, final_loss=3e-3)
+    (results / "runs" / "by_hand" / "metrics.json").write_text("{")
+    shutil.rmtree(results / "runs" / "sweep_b")
+    read.clear()
+    changed, histories = _collect_cached(results, folder)
+    assert sorted(read) == ["by_hand", "history optimizer.lr=0.4,seed=0", "optimizer.lr=0.4,seed=0"]
+    fresh = collect(results / "runs", base=results, warn=False)
+    pd.testing.assert_frame_equal(changed.runs, fresh.runs)
+    assert changed.problems == fresh.problems == [
+        Problem("runs/by_hand", "metrics.json is not valid JSON (truncated or damaged)")]
+    row = changed.runs.set_index("run_dir").loc["runs/sweep_a/optimizer.lr=0.4,seed=0"]
+    assert row.final_loss == pytest.approx(3e-3)
+    assert histories["runs/sweep_a/optimizer.lr=0.4,seed=0"].loss.iloc[-1] == pytest.approx(3e-3)
+
+    # a damaged run dir stays named (and warned about) when it comes from the cache
+    read.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cached = collect(results / "runs", base=results, cache=RunCache(folder))
+    assert read == [] and cached.problems == fresh.problems
+    assert [str(w.message) for w in caught if issubclass(w.category, RunDirWarning)] == [
+        "skipped run dir runs/by_hand: metrics.json is not valid JSON (truncated or damaged)"]
+
+
+def test_a_damaged_cache_is_ignored(results, tmp_path):
+    folder = tmp_path / "cache"
+    _collect_cached(results, folder)
+    plain = collect(results / "runs", base=results, warn=False)
+    for name, junk in (("histories.npz", b"PK\x03\x04 not a zip"),
+                       ("collect.json", b'{"version": 1')):
+        (folder / name).write_bytes(junk)
+        c, histories = _collect_cached(results, folder)
+        pd.testing.assert_frame_equal(c.runs, plain.runs)
+        for run_dir, history in histories.items():
+            pd.testing.assert_frame_equal(history, plain.history(run_dir), check_exact=True)

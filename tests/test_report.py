@@ -1,4 +1,6 @@
 """Tables, fit verdicts, claim checks and REPORT.md from synthetic runs (nothing is trained)."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,6 +108,81 @@ def test_a_registered_section_lands_in_report_order(tiny):
     text = (results / "REPORT.md").read_text()
     assert text.index("## Tiny section") < text.index("## A later study") \
         < text.index("## Where the report contradicts itself")
+
+
+def _outputs(results):
+    """Every file the report writes, REPORT.md without its timestamp line: name -> bytes, mtime."""
+    out = {}
+    for path in sorted(results.rglob("*")):
+        rel = path.relative_to(results).as_posix()
+        if path.is_dir() or rel.startswith(("runs/", ".cache/")) or rel == ".lock":
+            continue
+        data = path.read_bytes()
+        if rel == "REPORT.md":
+            data = b"\n".join(l for l in data.split(b"\n") if b"Report built" not in l)
+        out[rel] = (data, path.stat().st_mtime_ns)
+    return out
+
+
+def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny, monkeypatch):
+    import rnnexp.collect
+    import rnnexp.plots
+
+    sweeps, results = tiny
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    before = _outputs(results)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("done again although nothing changed")
+
+    drawn = []
+    real_draw = rnnexp.plots.draw
+
+    def counted_draw(spec, path):
+        drawn.append(path.name)
+        return real_draw(spec, path)
+    monkeypatch.setattr(report, "report_sweeps", refuse)  # no sweep file read, no Hydra compose
+    monkeypatch.setattr(rnnexp.collect, "read_run", refuse)
+    monkeypatch.setattr(rnnexp.collect, "read_history", refuse)
+    monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
+    ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    after = _outputs(results)
+    assert drawn == [] and len(ctx.collection.runs) == 17
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    unchanged = {k for k in before if k != "REPORT.md"}
+    assert {k for k in unchanged if after[k][1] != before[k][1]} == set()  # not even rewritten
+
+    # a run trained again with other numbers: read again, its table and plot redone, and
+    # everything as a report without any cache writes it
+    monkeypatch.undo()
+    monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
+    fake_run(results / "runs" / "tiny" / "a=0.5,lr=0.4,h=10,s=1",
+             {"optimizer.alpha": 0.5, "optimizer.lr": 0.4, "model.hidden_size": 10}, seed=1,
+             final_loss=0.3)
+    (results / "plots" / "tiny.png").write_bytes(b"a stray edit")  # the PNG is checked too
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert drawn == ["tiny.png"]
+    cached = _outputs(results)
+    assert cached["tables/tiny.csv"][0] != before["tables/tiny.csv"][0]
+    shutil.rmtree(results / ".cache")
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert {k: v[0] for k, v in _outputs(results).items()} == {k: v[0] for k, v in cached.items()}
+
+    # a PNG removed is drawn again
+    drawn.clear()
+    (results / "plots" / "tiny.png").unlink()
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert drawn == ["tiny.png"]
+    assert (results / "plots" / "tiny.png").read_bytes() == cached["plots/tiny.png"][0]
+
+
+def test_a_changed_sweep_file_is_read_again(tiny):
+    sweeps, results = tiny
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    (sweeps / "tiny.yaml").write_text(SWEEP.replace('title: "Tiny: ', 'title: "Tiny again: '))
+    ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert ctx.sweeps[0].title.startswith("Tiny again: ")
+    assert "# Tiny again: " in (results / "tables" / "tiny.md").read_text()
 
 
 # ---------------------------------------------------------------- claim checks on made-up data

@@ -1,7 +1,7 @@
 """Every path under a results dir, in one place.
 
     results/
-      REPORT.md  runs.csv  reproduce.json  .lock
+      REPORT.md  runs.csv  reproduce.json  .lock  .cache/ (the report's, not committed)
       tables/<sweep>.csv|.md   plots/<sweep>.png
       runs/<sweep>/<job>/            run dirs of the report's tables (runs/quick/<sweep>/ for --quick)
       studies/<study>.log            Optuna journal storage (same name + storage = resume)
@@ -44,6 +44,12 @@ class Results:
     @property
     def lock(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def cache(self) -> Path:
+        """.cache/: what a report keeps to be quick on unchanged runs (ignored by git, safe to
+        delete)."""
+        return self.root / ".cache"
 
     @property
     def tables(self) -> Path:
