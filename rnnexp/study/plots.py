@@ -89,35 +89,40 @@ def plot_loss_curves(curves: dict[str, np.ndarray], labels: dict[str, str], loss
 # ------------------------------------------------------------------------------ samplers
 def plot_sampler_comparison(long: pd.DataFrame, budget_epochs: int, startup: int,
                             path: Path) -> Path:
-    """Best-so-far objective against trial number per sampler: the mean over study seeds, and
-    the min-max band."""
+    """Best-so-far objective against trial number per sampler, one panel per space: the mean over
+    study seeds, and the min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    spaces = list(dict.fromkeys(long.space))
+    colors = {"tpe": "tab:blue", "random": "tab:orange", "gp": "tab:green", "cmaes": "tab:red"}
     with plt.style.context("default"):
-        fig, ax = plt.subplots(figsize=(8, 4.8))
-        groups = list(long.groupby("sampler", sort=False))
-        colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-        # the first sampler (TPE) drawn last, on top: it equals random search until `startup`
-        for (sampler, df), color in reversed(list(zip(groups, colors))):
-            wide = df.pivot(index="trial", columns="study_seed", values="best_so_far")  # (trials, seeds)
-            wide = wide.replace(np.inf, np.nan)  # no completed trial yet: nothing to draw
-            ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color, alpha=0.2,
-                            linewidth=0, step="post")
-            ax.plot(wide.index, wide.mean(axis=1), color=color, linewidth=2, drawstyle="steps-post",
-                    label=f"{sampler}: mean of {wide.shape[1]} study seeds (band: min–max)")
-        ax.axhline(budget_epochs, color="gray", linestyle="--", linewidth=1,
-                   label=f"{budget_epochs} epochs: above, some seed did not converge")
-        ax.axvline(startup + 0.5, color="gray", linestyle=":", linewidth=1,
-                   label=f"TPE's first {startup} trials are random: the same as random search's")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("trial")
-        ax.set_ylabel("best so far: slowest seed's epochs to converge")
-        ax.set_title("TPE vs random search on the fastest-convergence space")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=9)
+        fig, axes = plt.subplots(1, len(spaces), figsize=(7 * len(spaces), 4.8), sharey=True,
+                                 squeeze=False)
+        for ax, space in zip(axes[0], spaces):
+            groups = list(long[long.space == space].groupby("sampler", sort=False))
+            # the first sampler (TPE) drawn last, on top: it equals random search until `startup`
+            for sampler, df in reversed(groups):
+                color = colors.get(sampler, "tab:gray")
+                wide = df.pivot(index="trial", columns="study_seed", values="best_so_far")  # (trials, seeds)
+                wide = wide.replace(np.inf, np.nan)  # no completed trial yet: nothing to draw
+                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color,
+                                alpha=0.15, linewidth=0, step="post")
+                ax.plot(wide.index, wide.mean(axis=1), color=color, linewidth=2,
+                        drawstyle="steps-post",
+                        label=f"{sampler}: mean of {wide.shape[1]} study seeds (band: min–max)")
+            ax.axhline(budget_epochs, color="gray", linestyle="--", linewidth=1,
+                       label=f"{budget_epochs} epochs: above, some seed did not converge")
+            ax.axvline(startup + 0.5, color="gray", linestyle=":", linewidth=1,
+                       label=f"TPE's first {startup} trials are random (random search's own)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_xlabel("trial")
+            ax.set_title(f"{space}: {', '.join(s for s, _ in groups)}")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0][0].set_ylabel("best so far: slowest seed's epochs to converge")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)

@@ -45,7 +45,7 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     # the steps' own wall time from the storages, which a resumed invocation does not reset
     timings["search_trials_span_s"] = search["trials_span_s"]
     timings["sampler_comparison_trials_span_s"] = round(
-        sum(trials_span_s(results, name) for _, _, name in compare_studies(budget)), 1)
+        sum(trials_span_s(results, c.name) for c in compare_studies(budget)), 1)
     timings["total_s"] = round(time.perf_counter() - start, 1)
     summary = {
         "command": command,
@@ -60,8 +60,9 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     previous = _recorded(results)
     if (count_finished(results.study_runs, "**") == runs_before and previous is not None
             and _same_study(previous, summary)):
-        return previous  # nothing new ran: study.yaml keeps the timings of the run that did
-    OmegaConf.save(OmegaConf.create(summary), results.study / SUMMARY)
+        summary = previous  # nothing new ran: study.yaml keeps the timings of the run that did
+    else:
+        OmegaConf.save(OmegaConf.create(summary), results.study / SUMMARY)
     write_if_changed(results.study / SECTION, report_section(results))
     return summary
 
@@ -138,7 +139,7 @@ def planned_runs(budget: Budget) -> int:
     """Every run the study trains: the search's and comparison's trials times their seeds, and
     both settings on the validation seeds."""
     b = budget.resolved()
-    trials = b.n_trials + len(b.samplers) * len(b.compare_study_seeds) * b.compare_trials
+    trials = b.n_trials + len(compare_studies(b)) * b.compare_trials
     return trials * len(b.trial_seeds) + 2 * len(b.validation_seeds)
 
 
@@ -146,7 +147,7 @@ def study_totals(budget: Budget) -> dict[str, int]:
     """{study name: n_trials} of the search and every comparison study."""
     b = budget.resolved()
     return {STUDY_CONFIG + b.name_suffix: b.n_trials,
-            **{name: b.compare_trials for _, _, name in compare_studies(b)}}
+            **{c.name: b.compare_trials for c in compare_studies(b)}}
 
 
 class Progress:

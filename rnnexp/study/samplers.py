@@ -1,8 +1,11 @@
-"""Step 3, the sampler comparison: TPE against random search on the same space and objective,
-best-so-far objective against trial count. Does TPE's model earn its keep on this space?"""
+"""Step 3, the sampler comparison: does a sampler's model earn its keep on this objective? The
+best-so-far objective against trial count, for TPE and random search on the whole space, and for
+TPE, random search, GP and CMA-ES on the RMSprop branch alone (four continuous arguments: GP and
+CMA-ES cannot take the whole space's optimizer choice and its conditional arguments)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -12,40 +15,60 @@ from rnnexp.results import Results, write_if_changed
 from rnnexp.runner import Runner
 from rnnexp.study.plots import plot_sampler_comparison
 from rnnexp.study.search import open_study, study_args, train_study
-from rnnexp.study.spec import FULL, Budget, study_file
+from rnnexp.study.spec import BRANCH_CONFIG, FULL, STUDY_CONFIG, Budget, study_file
+
+WHOLE, BRANCH = "whole space", "RMSprop branch"
+
+
+@dataclass(frozen=True)
+class CompareStudy:
+    space: str  # WHOLE or BRANCH
+    sampler: str  # a hydra/sweeper/sampler option; "tpe": the study file's own (tpe_grouped)
+    seed: int  # the sampler's seed
+    name: str  # the study's name (and journal file)
+
+    @property
+    def config(self) -> str:
+        return STUDY_CONFIG if self.space == WHOLE else BRANCH_CONFIG
+
+
+def compare_studies(budget: Budget) -> list[CompareStudy]:
+    """Every comparison study: each sampler of each space, once per study seed."""
+    out = []
+    for space, samplers, tag in ((WHOLE, budget.samplers, ""),
+                                 (BRANCH, budget.branch_samplers, "rmsprop-")):
+        out += [CompareStudy(space, sampler, seed, f"compare-{tag}{sampler}-s{seed}{budget.name_suffix}")
+                for sampler in samplers for seed in budget.compare_study_seeds]
+    return out
 
 
 def compare_samplers(results: Results, budget: Budget = FULL,
                      runner: Optional[Runner] = None) -> pd.DataFrame:
-    """One small study per sampler and study seed over the same space and objective. Writes
-    sampler_comparison.csv (best-so-far per trial, long format), sampler_summary.csv and
-    sampler_comparison.png in results/study/; the studies draw no plots of their own."""
+    """Run the comparison studies. Writes sampler_comparison.csv (best-so-far per trial, long
+    format), sampler_summary.csv and sampler_comparison.png in results/study/; the studies draw
+    no plots of their own."""
     runner = runner or Runner()
     out = results.study
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for sampler, seed, name in compare_studies(budget):
-        args = study_args(name, results, budget, runner.launcher, sampler=sampler,
-                          sampler_seed=seed, n_trials=budget.compare_trials)
-        train_study(name, args, results, runner, budget.compare_trials)
-        values = study_values(results, name, budget.compare_trials)
-        rows += [{"sampler": sampler, "study_seed": seed, "trial": i + 1, "value": v, "best_so_far": b}
+    for c in compare_studies(budget):
+        args = study_args(c.name, results, budget, runner.launcher, sampler=c.sampler,
+                          sampler_seed=c.seed, n_trials=budget.compare_trials, config=c.config,
+                          n_jobs=budget.compare_n_jobs)
+        train_study(c.name, args, results, runner, budget.compare_trials)
+        values = study_values(results, c.name, budget.compare_trials)
+        rows += [{"space": c.space, "sampler": c.sampler, "study_seed": c.seed, "trial": i + 1,
+                  "value": v, "best_so_far": b}
                  for i, (v, b) in enumerate(zip(values, best_so_far(values)))]
     long = pd.DataFrame(rows)
     changed = write_if_changed(out / "sampler_comparison.csv", long.to_csv(index=False))
     epochs, startup = budget.train_epochs(), tpe_startup_trials(budget)
-    summary = sampler_summary(long, epochs, startup)
+    summary = sampler_summary(long, epochs, startup).assign(n_jobs=budget.compare_n_jobs)
     write_if_changed(out / "sampler_summary.csv", summary.to_csv(index=False))
     figure = out / "sampler_comparison.png"
     if changed or not figure.exists():  # drawn from sampler_comparison.csv alone
         plot_sampler_comparison(long, epochs, startup, figure)
     return summary
-
-
-def compare_studies(budget: Budget) -> list[tuple[str, int, str]]:
-    """(sampler, sampler seed, study name) of every comparison study."""
-    return [(sampler, seed, f"compare-{sampler}-s{seed}{budget.name_suffix}")
-            for sampler in budget.samplers for seed in budget.compare_study_seeds]
 
 
 def study_values(results: Results, name: str, n_trials: int) -> np.ndarray:
@@ -63,11 +86,11 @@ def best_so_far(values: Sequence[float]) -> np.ndarray:
 
 
 def tpe_startup_trials(budget: Budget) -> int:
-    """How many of TPE's first trials are random: its n_startup_trials (the study file's sampler)
-    counts completed trials, and a batch of n_jobs trials is asked before any of it completes, so
-    every batch that starts with fewer completed trials than that is random (20 at n_jobs 4, 32
-    at 16)."""
-    n_jobs = budget.resolved().n_jobs
+    """How many of TPE's first trials in a comparison study are random: its n_startup_trials (the
+    study file's sampler) counts completed trials, and a batch of n_jobs trials is asked before
+    any of it completes, so every batch that starts with fewer completed trials than that is
+    random (20 at n_jobs 4, 32 at 16)."""
+    n_jobs = budget.compare_n_jobs
     return math.ceil(study_file().n_startup_trials / n_jobs) * n_jobs
 
 
@@ -77,10 +100,10 @@ def sampler_summary(long: pd.DataFrame, budget_epochs: int, startup: int) -> pd.
     sampler seed, TPE's startup trials are random search's first trials, so the two differ only
     from trial startup + 1 on."""
     rows = []
-    for sampler, df in long.groupby("sampler", sort=False):
+    for (space, sampler), df in long.groupby(["space", "sampler"], sort=False):
         final = df[df.trial == df.trial.max()].best_so_far
         later = df[df.trial > startup].value
-        rows.append({"sampler": sampler, "trials": int(df.trial.max()),
+        rows.append({"space": space, "sampler": sampler, "trials": int(df.trial.max()),
                      "study_seeds": int(df.study_seed.nunique()), "final_mean": final.mean(),
                      "final_min": final.min(), "final_max": final.max(),
                      "startup_trials": startup,

@@ -20,18 +20,19 @@ from rnnexp.study import plots
 from rnnexp.study.spec import FULL, OBJECTIVE_NAME, STUDY_CONFIG, Budget, StudyError
 
 def study_args(name: str, results: Results, budget: Budget, launcher: str, sampler: str = "tpe",
-               sampler_seed: int = 0, n_trials: Optional[int] = None) -> list[str]:
-    """rnnexp-train arguments of one Optuna study over the study file's space."""
+               sampler_seed: int = 0, n_trials: Optional[int] = None,
+               config: str = STUDY_CONFIG, n_jobs: Optional[int] = None) -> list[str]:
+    """rnnexp-train arguments of one Optuna study over a study file's space (`config`)."""
     budget = budget.resolved()
     seeds = ",".join(str(s) for s in budget.trial_seeds)
     args = [
-        "-m", "--config-dir", str(SWEEPS_DIR), "--config-name", STUDY_CONFIG,
+        "-m", "--config-dir", str(SWEEPS_DIR), "--config-name", config,
         f"hydra/launcher={launcher}",
         f"hydra.sweeper.study_name={name}",
         f"hydra.sweeper.storage={results.journal(name)}",
         f"hydra.sweep.dir={results.study_runs / name}",
         f"hydra.sweeper.n_trials={n_trials or budget.n_trials}",
-        f"hydra.sweeper.n_jobs={budget.n_jobs}",
+        f"hydra.sweeper.n_jobs={n_jobs or budget.n_jobs}",
         f"hydra.sweeper.seeds=[{seeds}]",
         f"train.epochs={budget.train_epochs()}",
         "hydra.sweeper.plots=[]",  # the study draws its own, once (write_search_results)

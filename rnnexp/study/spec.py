@@ -18,6 +18,7 @@ from rnnexp.runner import StepFailed
 from rnnexp.sweeps import hydra_value
 
 STUDY_CONFIG = "fastest_convergence"  # configs/sweeps/fastest_convergence.yaml
+BRANCH_CONFIG = "fastest_convergence_rmsprop"  # its RMSprop branch alone
 # the table sweep of the report's hand-tuned answer to Q2(ii): its optimizer is the study's
 # reference setting, so the two cannot drift apart
 REPORT_SWEEP = "q2ii_tuned"
@@ -93,10 +94,15 @@ class Budget:
     n_trials: Optional[int] = None
     n_jobs: Optional[int] = None  # trials per launcher batch (more with the batched launcher)
     trial_seeds: Optional[tuple[int, ...]] = None  # every trial trains one run per seed
-    validation_seeds: tuple[int, ...] = tuple(range(1000, 1020))  # never used in the search
-    compare_trials: int = 80
-    compare_study_seeds: tuple[int, ...] = (0, 1, 2)
+    validation_seeds: tuple[int, ...] = tuple(range(1000, 1050))  # never used in the search
+    # the sampler comparison: every sampler, `compare_trials` trials, once per study seed, on the
+    # whole space (`samplers`) and on the RMSprop branch alone (`branch_samplers`: a continuous
+    # space, where GP and CMA-ES do what they are made for), in batches of `compare_n_jobs`
+    compare_trials: int = 60
+    compare_study_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     samplers: tuple[str, ...] = ("tpe", "random")
+    branch_samplers: tuple[str, ...] = ("tpe", "random", "gp", "cmaes")
+    compare_n_jobs: int = 8  # small: a model-based sampler learns from each batch before the next
     epochs: Optional[int] = None  # None: the study file's train.epochs
     name_suffix: str = ""  # quick studies never resume (or spoil) the full one
 
@@ -124,7 +130,8 @@ def _given(value, study_files):
 
 FULL = Budget()
 QUICK = Budget(n_trials=3, n_jobs=3, trial_seeds=(0, 1), validation_seeds=(1000, 1001, 1002),
-               compare_trials=2, compare_study_seeds=(0,), epochs=20, name_suffix="-quick")
+               compare_trials=2, compare_study_seeds=(0,), compare_n_jobs=2, epochs=20,
+               name_suffix="-quick")
 
 
 def fixed_overrides(budget: Budget) -> list[str]:
