@@ -1,22 +1,32 @@
-"""Whole-command throughput of rnnexp-train sweeps: the basic launcher against hydra/launcher=batched.
+"""Whole-command throughput and memory of rnnexp-train sweeps: the basic launcher against
+hydra/launcher=batched.
 
 Every command is a real `rnnexp-train -m` process, so start-up, the sweeper's checks, composing,
 training and every file each job writes are all in the figure. The workload is the report's Q2(ii)
-setting: torch_rnn, hidden 5, "edgement", 100 epochs, RMSprop, a grid over learning rates x seeds.
+setting: torch_rnn, hidden 5, "edgement", 100 epochs, RMSprop, train.checkpoint=false (--checkpoint:
+model.npz too), a grid over learning rates x seeds: as many seeds as learning rates below 16384
+trials (48 = 6 x 8, 4096 = 64 x 64), 256 learning rates from there (16384 = 256 x 64,
+65536 = 256 x 256).
 
-    .venv/bin/python benchmarks/launcher_bench.py                 # 48 basic, 256 and 4096 batched
-    .venv/bin/python benchmarks/launcher_bench.py --basic 16 --batched 256 --profile
+    .venv/bin/python benchmarks/launcher_bench.py        # basic 48; batched 4096, 16384, 65536
+    .venv/bin/python benchmarks/launcher_bench.py --basic 16 --batched 256 4096 --profile
 
-It prints trials per second of each command, the batched/basic ratio, the batched launcher's own
-split of its wall time per job (bookkeeping = composing the job's config and writing its .hydra
-files; training = train_group; run files = model.npz, history.csv, metrics.json), read from the
-line the launcher logs at the end, and the bookkeeping alone measured in-process in CPU time (a
-figure that other load on the machine disturbs less). --profile also runs the largest batched grid under cProfile and
-prints the functions with the most cumulative time.
+For each command it prints seconds, trials per second, the ratio to the basic launcher's trials
+per second, milliseconds per trial (flat when time is linear in the trials) and the peak RSS of
+the command (its process's ru_maxrss, read with os.wait4), then the batched launcher's own split
+of its wall time per job (bookkeeping = composing the job's config and writing its .hydra files;
+training = train_group; run files = model.npz, history.csv, metrics.json), read from the line the
+launcher logs at the end. Then the bookkeeping alone, measured in-process in CPU time (a figure
+that other load on the machine disturbs less). --profile also runs one batched grid under
+cProfile and prints the functions with the most cumulative time.
+
+The sweeps are written under one temporary directory (--workdir: under that directory), removed
+at the end: removing a large sweep while the next command writes slows that command down.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pstats
 import re
@@ -24,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -32,31 +43,51 @@ SETTING = ["model=torch_rnn", "model.hidden_size=5", "word=edgement", "optimizer
 
 
 def grid(n_trials: int) -> list[str]:
-    """lr x seed overrides for n_trials jobs: as many seeds as learning rates (or a few more)."""
-    n_lr = max(1, int(n_trials ** 0.5))
+    """lr x seed overrides for n_trials jobs: a square grid (or as near as divides n_trials) below
+    16384 trials, 256 learning rates from there."""
+    n_lr = 256 if n_trials >= 256 * 64 else max(1, math.isqrt(n_trials))
     while n_trials % n_lr:
         n_lr -= 1
     lrs = ",".join(f"{0.005 * (k + 1):g}" for k in range(n_lr))
     return [f"optimizer.lr={lrs}", f"seed=range(0,{n_trials // n_lr})"]
 
 
-def run(launcher: str, n_trials: int, workdir: Path, profile: Path | None = None) -> tuple[float, str]:
+@dataclass
+class Run:
+    launcher: str
+    trials: int
+    seconds: float
+    max_rss_kb: int  # the command's peak resident set (ru_maxrss, KiB on Linux)
+    stdout: str
+
+    @property
+    def rate(self) -> float:
+        return self.trials / self.seconds
+
+
+def run(launcher: str, n_trials: int, workdir: Path, checkpoint: bool,
+        profile: Path | None = None) -> Run:
     sweep = workdir / f"{launcher}_{n_trials}"
-    args = ["-m", f"hydra/launcher={launcher}", *SETTING, *grid(n_trials), f"hydra.sweep.dir={sweep}"]
+    args = ["-m", f"hydra/launcher={launcher}", *SETTING, *grid(n_trials),
+            f"train.checkpoint={str(checkpoint).lower()}", f"hydra.sweep.dir={sweep}"]
     if profile is None:
         cmd = [str(BIN / "rnnexp-train"), *args]
     else:
         cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "rnnexp.cli.train", *args]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    seconds = time.perf_counter() - start
+    out_path, err_path = workdir / f"{sweep.name}.out", workdir / f"{sweep.name}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=err,
+                                env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.exit(f"{launcher} {n_trials}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
-    done = len(list(sweep.glob("*/metrics.json")))
+        sys.exit(f"{launcher} {n_trials}: exit {proc.returncode}\n{err_path.read_text()[-3000:]}")
+    done = sum(1 for _ in sweep.glob("*/metrics.json"))
     if done != n_trials:
         sys.exit(f"{launcher} {n_trials}: {done} of {n_trials} jobs wrote metrics.json")
-    return seconds, proc.stdout
+    return Run(launcher, n_trials, seconds, usage.ru_maxrss, out_path.read_text())
 
 
 def launcher_split(stdout: str) -> str:
@@ -76,8 +107,10 @@ def bookkeeping_in_process(n_trials: int, workdir: Path) -> dict[str, float]:
 
     from hydra_plugins.rnnexp_batched_launcher import _core
     from hydra_plugins.rnnexp_batched_launcher.batched_launcher import BatchedLauncher
+    from rnnexp.config import register_configs
     from rnnexp.configs import TRAIN_DIR as CONF_DIR
 
+    register_configs()
     initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
     loader = GlobalHydra.instance().config_loader()
     master = loader.load_configuration(
@@ -86,7 +119,8 @@ def bookkeeping_in_process(n_trials: int, workdir: Path) -> dict[str, float]:
     context = HydraContext(config_loader=loader, callbacks=Callbacks())
     launcher = BatchedLauncher()
     launcher.setup(hydra_context=context, task_function=None, config=master)
-    sweep = OverridesParser.create().parse_overrides([*SETTING, *grid(n_trials)])
+    sweep = OverridesParser.create().parse_overrides(
+        [*SETTING, *grid(n_trials), "train.checkpoint=false"])
     axes = [[f"{o.key_or_group}={v}" for v in (o.sweep_iterator() if o.is_sweep_override()
                                                  else [o.value()])] for o in sweep]
     jobs = [[]]
@@ -104,42 +138,56 @@ def bookkeeping_in_process(n_trials: int, workdir: Path) -> dict[str, float]:
     return {"check (sweeper)": cpu_ms(lambda i, o: context.config_loader.load_sweep_config(master, o)),
             "compose (launch)": cpu_ms(lambda i, o: built.append(launcher.composer.job(o, i))),
             ".hydra files": cpu_ms(lambda i, o: _core.write_hydra_files(built[i])),
-            "batch key": cpu_ms(lambda i, o: _core.batch_key(built[i]))}
+            "batch key": cpu_ms(lambda i, o: _core.batch_key(built[i].config_container(),
+                                                             built[i].base))}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--basic", type=int, default=48, help="trials for the basic launcher")
-    ap.add_argument("--batched", type=int, nargs="+", default=[256, 4096],
+    ap.add_argument("--batched", type=int, nargs="+", default=[4096, 16384, 65536],
                     help="trials for the batched launcher, one command each")
+    ap.add_argument("--checkpoint", action="store_true", help="train.checkpoint=true (model.npz)")
+    ap.add_argument("--in-process", type=int, default=4096, metavar="N",
+                    help="jobs for the in-process bookkeeping figure (0: skip it)")
     ap.add_argument("--profile", action="store_true",
-                    help="also profile the largest batched command with cProfile")
+                    help="also profile the smallest batched command with cProfile")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="make the temporary directory for the sweeps under this one")
     opts = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="launcher_bench_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="launcher_bench_", dir=opts.workdir) as tmp:
         workdir = Path(tmp)
-        print(f"{'command':<28} {'trials':>7} {'seconds':>8} {'trials/s':>9}")
-        seconds, _ = run("basic", opts.basic, workdir)
-        basic_rate = opts.basic / seconds
-        print(f"{'basic launcher':<28} {opts.basic:>7} {seconds:>8.2f} {basic_rate:>9.2f}")
-        rates = {}
+        print(f"checkpoint={str(opts.checkpoint).lower()}, {os.cpu_count()} CPUs, load average "
+              + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+        head = (f"{'command':<18} {'trials':>7} {'seconds':>8} {'trials/s':>9} {'x basic':>8} "
+                f"{'ms/trial':>9} {'peak RSS':>9}")
+        print(head)
+
+        def row(r: Run, basic_rate: float) -> None:
+            print(f"{r.launcher + ' launcher':<18} {r.trials:>7} {r.seconds:>8.1f} {r.rate:>9.1f} "
+                  f"{r.rate / basic_rate:>7.0f}x {1e3 / r.rate:>9.2f} {r.max_rss_kb / 1024:>5.0f} MiB",
+                  flush=True)
+
+        basic = run("basic", opts.basic, workdir, opts.checkpoint)
+        row(basic, basic.rate)
+        runs = []
         for n in opts.batched:
-            seconds, stdout = run("batched", n, workdir)
-            rates[n] = n / seconds
-            print(f"{'batched launcher':<28} {n:>7} {seconds:>8.2f} {rates[n]:>9.2f}")
-            print(f"    {launcher_split(stdout)}")
-        for n, rate in rates.items():
-            print(f"batched {n} / basic {opts.basic}: {rate / basic_rate:.1f}x trials/s")
-        n = max(opts.batched)
-        parts = bookkeeping_in_process(n, workdir)
-        print(f"\nbatched launcher bookkeeping in-process, {n} jobs, CPU ms/job: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
-              + f"; total {sum(parts.values()):.3f}")
+            runs.append(run("batched", n, workdir, opts.checkpoint))
+            row(runs[-1], basic.rate)
+        print("\nthe batched launcher's split of its wall time, per job:")
+        for r in runs:
+            print(f"  {r.trials:>6}: {launcher_split(r.stdout)}")
+        if opts.in_process:
+            parts = bookkeeping_in_process(opts.in_process, workdir)
+            print(f"\nbatched launcher bookkeeping in-process, {opts.in_process} jobs, CPU ms/job: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
+                  + f"; total {sum(parts.values()):.3f}")
         if opts.profile:
-            n = max(opts.batched)
+            n = min(opts.batched)
             prof = workdir / "batched.prof"
-            run("batched", n, workdir / "profiled" if (workdir / "profiled").mkdir() is None else workdir,
-                profile=prof)
+            (workdir / "profiled").mkdir()
+            run("batched", n, workdir / "profiled", opts.checkpoint, profile=prof)
             print(f"\ncProfile of the batched launcher on {n} trials (cumulative):")
             pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(30)
 

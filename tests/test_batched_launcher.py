@@ -14,7 +14,7 @@ from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, RunMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from conftest import CONF, run_cli
 from hydra_plugins.rnnexp_batched_launcher import _yaml
@@ -51,6 +51,22 @@ def test_one_mapping_entry_is_its_lines_of_the_whole_document(key, value, indent
     for _ in range(indent // 2):
         nested = {"w": nested}
     assert _yaml.dump(nested).split("\n", indent // 2)[-1] == _yaml.mapping_entry(key, value, indent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _trees, min_size=1, max_size=4), _trees, st.data())
+def test_yaml_text_sharing_entries_with_a_base_is_omegaconfs(base, value, data):
+    """A container that shares all but one path with its base (as a leaf-path job's config does):
+    its text, with the shared entries' text cached per base, is PyYAML's."""
+    from hydra_plugins.rnnexp_batched_launcher._compose import _with
+
+    path, node = [], base
+    while isinstance(node, dict) and node and (not path or data.draw(st.booleans())):
+        path.append(data.draw(st.sampled_from(list(node))))
+        node = node[path[-1]]
+    changed, cache = _with(base, tuple(path), value), {}
+    assert _yaml.to_yaml_sharing(changed, base, cache) == _yaml.dump(changed)
+    assert _yaml.to_yaml_sharing(base, base, cache) == _yaml.dump(base)
 
 
 def test_unusual_scalars_fall_back_to_pyyaml():
@@ -148,6 +164,48 @@ def test_typed_values_are_still_checked(tmp_path, hydra_loader):
     with pytest.raises(Exception, match="hidden_size"):
         job.cfg.model.hidden_size = "many"
 
+
+LEAF_JOBS = [  # key=value overrides of keys the base has: no DictConfig per job
+    ["optimizer.lr=1", "seed=3", "train.epochs=20", "train.checkpoint=false"],
+    ["optimizer=adam", "optimizer.betas=[0.8,0.99]", "optimizer.amsgrad=true", "model.hidden_size=4"],
+    ["model=numpy_rnn", "optimizer=sgd", "model.clip=null", "converge.loss_below=1"],
+    ["word='a b c'", "dtype=float32", "++hydra.job.env_set.RNNEXP_TRIAL='7'"],
+]
+TYPED_JOBS = [  # everything else: a typed copy of the base with Hydra's override application
+    ["seed=1", "seed=2"],  # the same key twice
+    ["+extra.note=hello", "optimizer.lr=0.5"],
+    ["+extra.n=2", "~extra.n", "seed=4"],
+    ["++optimizer.eps=1e-18"],
+    ["optimizer.lr=${optimizer.eps}"],
+]
+
+
+@pytest.mark.parametrize("defaults", [{}, {"dtype": "float32", "device": "cpu"}])
+def test_leaf_path_configs_equal_the_typed_ones(tmp_path, hydra_loader, defaults):
+    """The plain container a leaf-path job is built from, its config.yaml text and the Plain tree
+    it trains from equal what the typed DictConfig (Hydra's own override application) gives; the
+    launcher's defaults apply where the job's own overrides leave the key alone."""
+    from rnnexp.config import plain
+
+    loader, master = hydra_loader(tmp_path)
+    composer = JobComposer(loader, master, defaults=defaults)
+    for idx, overrides in enumerate(LEAF_JOBS + TYPED_JOBS):
+        job = composer.job(overrides, idx)
+        assert job.leaf_path == (overrides in LEAF_JOBS), overrides
+        typed = job.cfg  # made on demand for a leaf-path job
+        assert repr(job.config_container()) == repr(OmegaConf.to_container(typed)), overrides
+        assert job.config_text() == OmegaConf.to_yaml(typed), overrides
+        if "${" not in repr(job.config_container()):
+            assert repr(job.run_cfg) == repr(plain(typed)), overrides
+        own = "dtype=float32" in overrides
+        assert typed.dtype == ("float32" if own or defaults else "float64"), overrides
+        checked = composer.loader.load_sweep_config(master, overrides)  # the sweeper's check (Hydra)
+        via_launcher = JobComposer(loader, master).prepare(overrides)
+        ours = via_launcher.cfg if via_launcher.cfg is not None else via_launcher.container
+        with open_dict(checked):
+            del checked["hydra"]
+        assert repr(OmegaConf.to_container(checked)) == repr(
+            ours if isinstance(ours, dict) else OmegaConf.to_container(ours)), overrides
 
 # ------------------------------------------------------------------------------- launching in-process
 
@@ -255,6 +313,98 @@ def test_launcher_device_and_dtype_apply_where_the_job_sets_none(tmp_path, hydra
     returns = launcher.launch([["train.epochs=2"], ["train.epochs=2", "dtype=float64"]], 0)
     assert [r.return_value["dtype"] for r in returns] == ["float32", "float64"]
     assert "dtype: float32" in (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text()
+
+
+def test_returns_keep_little_and_make_cfg_and_hydra_cfg_on_demand(tmp_path, hydra_loader):
+    launcher = _launcher(tmp_path, hydra_loader, dtype="float32")
+    jobs = [["optimizer.lr=0.1", "seed=1", "train.epochs=3"], ["optimizer.lrr=1", "train.epochs=3"]]
+    done, bad = launcher.launch(jobs, initial_job_idx=5)
+    assert not any(OmegaConf.is_config(v) for v in vars(done).values())  # no config is held
+    assert [v for v in vars(done).values() if isinstance(v, dict)] == [done.return_value]
+    assert done.overrides == jobs[0] and done.status == JobStatus.COMPLETED
+    job = launcher.composer.job(jobs[0], 5)
+    assert OmegaConf.to_container(done.cfg) == OmegaConf.to_container(job.cfg)
+    assert done.cfg.dtype == "float32"
+    assert OmegaConf.get_type(done.cfg.optimizer) is OmegaConf.get_type(job.cfg.optimizer)
+    assert OmegaConf.to_container(done.hydra_cfg) == {"hydra": job.hydra}
+    assert done.hydra_cfg.hydra.job.num == 5
+    assert done.hydra_cfg.hydra.runtime.output_dir == str(tmp_path / "sweep" / "5")
+    assert bad.status == JobStatus.FAILED and bad.cfg is None and bad.hydra_cfg is None
+    assert bad.overrides == jobs[1]
+
+
+def test_jobs_are_composed_and_dropped_batch_by_batch(tmp_path, hydra_loader, monkeypatch):
+    """No per-job structure for all jobs at once: while a batch trains, only its own jobs exist."""
+    import gc
+
+    import rnnexp.train
+    from hydra_plugins.rnnexp_batched_launcher._compose import Job
+
+    live, real = [], rnnexp.train.train_group
+
+    def spy(cfgs, hooks=None, engine_cls=None):
+        live.append(sum(type(o) is Job for o in gc.get_objects()))
+        return real(cfgs, hooks, engine_cls)
+
+    monkeypatch.setattr(rnnexp.train, "train_group", spy)
+    launcher = _launcher(tmp_path, hydra_loader, max_batch=2)
+    gc.collect()  # jobs of earlier tests that failed jobs' tracebacks kept in reference cycles
+    jobs = [[f"seed={s}", "train.epochs=2"] for s in range(7)]
+    returns = launcher.launch(jobs, 0)
+    assert all(r.status == JobStatus.COMPLETED for r in returns)
+    assert len(live) == 4 and max(live) <= 2
+
+
+def test_failed_jobs_keep_their_exception_but_not_their_batch(tmp_path, hydra_loader, monkeypatch):
+    """A failed job's return holds the exception, whose traceback refers to the launcher's frames:
+    those must not keep the batch's jobs alive until the sweep ends."""
+    import gc
+
+    import rnnexp.train
+    from hydra_plugins.rnnexp_batched_launcher._compose import Job
+
+    def broken(cfgs, hooks=None, engine_cls=None):
+        raise RuntimeError("engine broke")
+
+    monkeypatch.setattr(rnnexp.train, "train_group", broken)
+    launcher = _launcher(tmp_path, hydra_loader, max_batch=3)
+    returns = launcher.launch([[f"seed={s}", "train.epochs=2"] for s in range(7)], 0)
+    assert [str(r._return_value) for r in returns] == ["engine broke"] * 7
+    gc.collect()
+    assert sum(type(o) is Job for o in gc.get_objects()) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=10))
+def test_metrics_json_text_is_json_dumps(obj):
+    from hydra_plugins.rnnexp_batched_launcher._core import json_text
+
+    assert json_text(obj) == json.dumps(obj, indent=1, ensure_ascii=False)
+
+
+def test_run_files_are_what_write_run_writes(tmp_path):
+    """history.csv and metrics.json as the launcher writes them, byte for byte rnnexp.results'."""
+    from types import SimpleNamespace
+
+    from hydra_plugins.rnnexp_batched_launcher._core import write_run_files
+    from rnnexp.results import write_run
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 100):
+        loss = rng.standard_normal(n) * 10.0 ** rng.integers(-12, 12, n)
+        loss[::5] = np.nan
+        spelled = rng.random(n) > 0.5
+        metrics = {"word": "é\"x\n", "final_loss": float("nan"), "min_loss": np.float64(0.5),
+                   "args": {"betas": (0.9, 0.999), "n": np.int64(3)}, "empty": {}, "none": None}
+        ours, theirs = tmp_path / f"ours{n}", tmp_path / f"theirs{n}"
+        job = SimpleNamespace(dir=str(ours), run_cfg=SimpleNamespace(train=SimpleNamespace(checkpoint=False)))
+        write_run_files(job, SimpleNamespace(metrics=metrics, loss=loss, spelled=spelled))
+        write_run(theirs, metrics, loss, spelled)
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+        for p in theirs.iterdir():
+            assert (ours / p.name).read_bytes() == p.read_bytes(), (n, p.name)
 
 
 def test_options_are_checked_with_one_line_naming_them():

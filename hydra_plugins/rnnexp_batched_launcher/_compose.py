@@ -4,8 +4,20 @@ job (about 60 ms each, which is more than training a member of a batch).
 Hydra composes a job in two steps: config-group overrides (`optimizer=adam`, `model=numpy_rnn`)
 choose the defaults list, then value overrides (`optimizer.lr=0.1`, `+x=1`, `~y`, `z=null`) are
 applied to the composed config, in order. The first step is done here once per distinct set of
-group overrides (a *base*, composed by Hydra itself); the second per job, with Hydra's own override
-application on a copy of the base's run config, so the structured schema still checks every type.
+group overrides (a *base*, composed by Hydra itself); the second per job:
+
+- **Leaf path** (what grids and studies hand over: `key=value` for keys the base has). Each
+  distinct override line is applied once per base, alone, to a typed copy of the base with Hydra's
+  own override application; what it leaves at its key (converted by the schema: `lr=1` -> 1.0) is
+  cached, and so is the fact that it changed nothing else. A job whose overrides all passed that
+  way, on distinct keys none of which holds another, is the base's plain container with those
+  leaves replaced (copied along their paths only, the rest shared with the base): no DictConfig at
+  all. Setting one leaf cannot change how another is checked, so this is what applying them in
+  order gives.
+- **Typed path** (anything else: `+key`, `++key`, `~key`, dict values, an override that fails,
+  interpolations): a typed copy of the base (unpickled) with the job's overrides applied by Hydra,
+  which also raises Hydra's own errors.
+
 The job's hydra node is the base's as a plain container with the per-job fields filled in the way
 Hydra fills them: job.num, job.id, job.override_dirname, runtime.output_dir, overrides.task and
 overrides.hydra.
@@ -17,19 +29,22 @@ Hydra in full, so every job's files are what the basic launcher writes.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import pickle
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from rnnexp.config import Plain
 
 from . import _yaml
 
@@ -37,6 +52,8 @@ ENV_SET = "hydra.job.env_set."
 PER_JOB_HYDRA_KEYS = ("overrides", "job", "runtime")  # hydra.<key> subtrees that differ per job
 _JOB_FIELD = re.compile(r"\$\{hydra\.job\.(num|id|override_dirname)\}")
 _NOW = re.compile(r"\$\{now:[^${}\\]*\}")
+_CACHE_LIMIT = 100_000  # entries of a per-line cache before it is emptied (unique lines pile up)
+_NOT_A_LEAF = object()  # cached: this override needs the typed path
 
 
 @dataclass
@@ -52,7 +69,12 @@ class Base:
     subdir: Optional[str]  # hydra.sweep.subdir, unresolved, if it only refers to job.num/id/override_dirname
     dirname: tuple  # hydra.job.config.override_dirname: (kv_sep, item_sep, exclude_keys)
     env_set: dict  # hydra.job.env_set, resolved
+    container: dict  # the run config as a plain container (unresolved): what leaf-path jobs share
+    leaf_ok: bool  # the run config holds no interpolation, so jobs may take the leaf path
     children: dict = field(default_factory=dict)  # (key, child) -> text of hydra.<key>.<child>
+    config_texts: dict = field(default_factory=dict)  # path -> config.yaml text of a shared entry
+    leaves: dict = field(default_factory=dict)  # override line -> leaf (see _leaf) or _NOT_A_LEAF
+    key_parts: dict = field(default_factory=dict)  # top-level key -> its text in a batch key
 
     def child_entry(self, key: str, child: str) -> str:
         text = self.children.get((key, child))
@@ -61,19 +83,48 @@ class Base:
         return text
 
 
-@dataclass
 class Job:
-    """One job of a sweep: its run config, its hydra node, where it writes."""
+    """One job of a sweep: its run config, its hydra node, where it writes.
 
-    overrides: list[str]  # as the sweeper handed them
-    task_overrides: list[str]  # hydra.overrides.task
-    cfg: DictConfig  # what the task function would be called with
-    hydra: dict  # the job's hydra node as a plain container
-    output_dir: Path  # hydra.runtime.output_dir
-    base: Optional[Base] = None  # None: composed by Hydra in full (hydra_yaml is then set)
-    hydra_yaml: Optional[str] = None
-    env_set: dict = field(default_factory=dict)  # hydra.job.env_set, resolved
-    container: Optional[dict] = None  # cfg as a plain container, once the launcher is done with it
+    A leaf-path job holds its run config as a plain container (`container`) and trains from a
+    Plain copy of it (`run_cfg`); its typed DictConfig (`cfg`) is made only when something asks.
+    """
+
+    def __init__(self, overrides: list[str], task_overrides: list[str], hydra: dict,
+                 output_dir: str, base: Optional[Base] = None, hydra_yaml: Optional[str] = None,
+                 env_set: Optional[dict] = None, *, cfg: Optional[DictConfig] = None,
+                 container: Optional[dict] = None,
+                 make_cfg: Optional[Callable[[], DictConfig]] = None) -> None:
+        self.overrides = overrides  # as the sweeper handed them
+        self.task_overrides = task_overrides  # hydra.overrides.task
+        self.hydra = hydra  # the job's hydra node as a plain container
+        self.dir = output_dir  # hydra.runtime.output_dir
+        self.base = base  # None: composed by Hydra in full (hydra_yaml is then set)
+        self.hydra_yaml = hydra_yaml
+        self.env_set = env_set if env_set is not None else {}  # hydra.job.env_set, resolved
+        self._cfg = cfg
+        self.container = container  # the run config as a plain container
+        self._make_cfg = make_cfg
+        self.leaf_path = cfg is None and make_cfg is not None
+        self._run_cfg = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.dir)
+
+    @property
+    def cfg(self) -> DictConfig:
+        """The typed config the task function would be called with."""
+        if self._cfg is None:
+            self._cfg = self._make_cfg()
+        return self._cfg
+
+    @property
+    def run_cfg(self):
+        """What train_group and the hooks get: a Plain tree on the leaf path, else the DictConfig."""
+        if self._run_cfg is None:
+            self._run_cfg = _plain(self.container) if self.leaf_path else self.cfg
+        return self._run_cfg
 
     def config_container(self) -> dict:
         if self.container is None:
@@ -82,28 +133,38 @@ class Job:
 
     def hydra_text(self) -> str:
         """.hydra/hydra.yaml: the base's text for every entry this job shares with it."""
-        if self.hydra_yaml is None:
-            base, parts = self.base, ["hydra:\n"]
-            for key, value in self.hydra.items():
-                if key not in PER_JOB_HYDRA_KEYS:
-                    shared = value is base.hydra[key]
-                    parts.append(base.entries[key] if shared else _yaml.mapping_entry(key, value, 2))
-                    continue
-                parts.append(f"  {key}:\n")  # overrides, job, runtime: never empty
-                shared = base.hydra[key]
-                for child, v in value.items():
-                    parts.append(base.child_entry(key, child) if shared.get(child) is v
-                                 else _yaml.mapping_entry(child, v, 4))
-            self.hydra_yaml = "".join(parts)
-        return self.hydra_yaml
+        if self.hydra_yaml is not None:
+            return self.hydra_yaml
+        base, parts = self.base, ["hydra:\n"]
+        for key, value in self.hydra.items():
+            if key not in PER_JOB_HYDRA_KEYS:
+                shared = value is base.hydra[key]
+                parts.append(base.entries[key] if shared else _yaml.mapping_entry(key, value, 2))
+                continue
+            parts.append(f"  {key}:\n")  # overrides, job, runtime: never empty
+            shared = base.hydra[key]
+            for child, v in value.items():
+                parts.append(base.child_entry(key, child) if shared.get(child) is v
+                             else _yaml.mapping_entry(child, v, 4))
+        return "".join(parts)
 
     def config_text(self) -> str:
         """.hydra/config.yaml"""
+        if self.leaf_path:  # the entries it shares with its base are rendered once per base
+            base = self.base
+            return _yaml.to_yaml_sharing(self.container, base.container, base.config_texts)
         return _yaml.to_yaml_exact(self.config_container())
 
     def overrides_text(self) -> str:
         """.hydra/overrides.yaml"""
         return _yaml.to_yaml_exact(list(self.task_overrides))
+
+
+def _plain(container: dict) -> Plain:
+    """A Plain tree of a run config's container, as rnnexp.config.plain makes it of the DictConfig
+    (lists copied too: the container shares them with its base)."""
+    return Plain({k: _plain(v) if isinstance(v, dict) else copy.deepcopy(v) if isinstance(v, list)
+                  else v for k, v in container.items()})
 
 
 @dataclass
@@ -113,56 +174,101 @@ class _Split:
     parsed: list[Override]
     groups: tuple[str, ...]  # config-group overrides: they choose the base
     values: list[Override]  # value overrides of the run config
-    env: list[tuple[str, Any]]  # (name, value) of `+` / `++hydra.job.env_set.NAME=value`
+    env: list[tuple[str, Any, bool]]  # (name, value, is `+`) of `+` / `++hydra.job.env_set.NAME=value`
     needs_hydra: bool  # something only a full Hydra compose reproduces
-    subdir: Optional[str] = None  # `hydra.sweep.subdir=...` of this job (the Optuna sweeper's)
+    subdir: Optional[str]  # `hydra.sweep.subdir=...` of this job (the Optuna sweeper's)
+    task: list[Override]  # the overrides that are not hydra's, in order (hydra.overrides.task)
+    hydra_lines: list[str]  # the hydra overrides (hydra.overrides.hydra, after the master's)
+
+
+# what an override line does, decided once per distinct line (_JobComposer._classify)
+_SWEEP, _GROUP, _VALUE, _ENV, _SUBDIR, _HYDRA = range(6)
+
+
+@dataclass
+class _Prepared:
+    """A job composed up to its number: its run config, not yet its hydra node."""
+
+    overrides: list[str]
+    split: _Split
+    base: Optional[Base]  # None: compose in full
+    cfg: Optional[DictConfig] = None  # typed path: the composed run config
+    container: Optional[dict] = None  # leaf path: the run config as a plain container
+
+    @property
+    def run_container(self) -> dict:
+        if self.container is None:
+            self.container = OmegaConf.to_container(self.cfg, enum_to_str=True)
+        return self.container
 
 
 class JobComposer:
-    """Composes jobs against one master config (the multirun's), caching bases and parses."""
+    """Composes jobs against one master config (the multirun's), caching bases and parses.
 
-    def __init__(self, config_loader, master: DictConfig):
+    defaults: {"device": ..., "dtype": ...}, set on every job whose own overrides do not name
+    the key (the launcher's options of those names)."""
+
+    def __init__(self, config_loader, master: DictConfig, defaults: Optional[dict] = None):
         self.loader = config_loader
         self.master = master
+        self.defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
         self.parser = OverridesParser.create()
-        self._parsed: dict[str, Override] = {}
+        self._classified: dict[str, tuple] = {}
         self._is_group: dict[str, bool] = {}
         self._bases: dict[tuple[str, ...], Base] = {}
         self.master_hydra_overrides = OmegaConf.to_container(master.hydra.overrides.hydra)  # unresolved
-        self._pending: dict[tuple[str, ...], list[_Prepared]] = {}  # checked, not yet launched
         self.seconds = 0.0  # spent composing jobs (bases included), for the launcher's timing line
 
     # ------------------------------------------------------------------ overrides
-    def _parse(self, line: str) -> Override:
-        o = self._parsed.get(line)
-        if o is None:
-            o = self._parsed[line] = self.parser.parse_overrides([line])[0]
-        return o
-
     def _group_exists(self, key: str) -> bool:
         known = self._is_group.get(key)
         if known is None:
             known = self._is_group[key] = self.loader.repository.group_exists(key)
         return known
 
-    def _split(self, overrides: Sequence[str]) -> _Split:
-        parsed = [self._parse(line) for line in overrides]
-        groups, values, env, needs_hydra, subdir = [], [], [], False, None
-        for o in parsed:
+    def _classify(self, line: str) -> tuple:
+        """(override, kind, payload, is a hydra override) of one override line, cached."""
+        c = self._classified.get(line)
+        if c is None:
+            if len(self._classified) > _CACHE_LIMIT:
+                self._classified.clear()
+            o = self.parser.parse_overrides([line])[0]
+            kind, payload = _HYDRA, None
             if o.is_sweep_override():
-                needs_hydra = True  # Hydra refuses it with its own message
+                kind = _SWEEP  # Hydra refuses it with its own message
             elif self._group_exists(o.key_or_group) and not isinstance(o.value(), dict):
-                groups.append(o.input_line)  # the same test Hydra's defaults list makes
+                kind = _GROUP  # the same test Hydra's defaults list makes
             elif not o.is_hydra_override():
-                values.append(o)
+                kind = _VALUE
             elif _is_env_set_addition(o):
-                env.append((o.key_or_group[len(ENV_SET):], o.value()))
+                kind, payload = _ENV, (o.key_or_group[len(ENV_SET):], o.value(), o.is_add())
             elif (o.key_or_group == "hydra.sweep.subdir" and not o.is_delete()
                   and _subdir({"sweep": {"subdir": _as_str(o.value())}}) is not None):
-                subdir = _as_str(o.value())
+                kind, payload = _SUBDIR, _as_str(o.value())
+            c = self._classified[line] = (o, kind, payload, o.is_hydra_override())
+        return c
+
+    def _split(self, overrides: Sequence[str]) -> _Split:
+        parsed, groups, values, env, task, hydra_lines = [], [], [], [], [], []
+        needs_hydra, subdir = False, None
+        for line in overrides:
+            o, kind, payload, is_hydra = self._classify(line)
+            parsed.append(o)
+            if is_hydra:
+                hydra_lines.append(o.input_line)
+            else:
+                task.append(o)
+            if kind == _VALUE:
+                values.append(o)
+            elif kind == _GROUP:
+                groups.append(o.input_line)
+            elif kind == _ENV:
+                env.append(payload)
+            elif kind == _SUBDIR:
+                subdir = payload
             else:
                 needs_hydra = True
-        return _Split(parsed, tuple(groups), values, env, needs_hydra, subdir)
+        return _Split(parsed, tuple(groups), values, env, needs_hydra, subdir, task, hydra_lines)
 
     # ------------------------------------------------------------------ bases
     def base(self, groups: tuple[str, ...]) -> Base:
@@ -182,59 +288,138 @@ class JobComposer:
         settings = full.hydra.job.config.override_dirname
         dirname = (settings.kv_sep, settings.item_sep, list(settings.exclude_keys))
         env_set = OmegaConf.to_container(full.hydra.job.env_set, resolve=True)
-        return Base(full, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL), hydra, entries, _resolved_sweep_dir(full, hydra), _subdir(hydra),
-                    dirname, env_set)
+        container = OmegaConf.to_container(task, enum_to_str=True)
+        return Base(full, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL), hydra, entries,
+                    _resolved_sweep_dir(full, hydra), _subdir(hydra), dirname, env_set, container,
+                    "${" not in repr(container))
+
+    # ------------------------------------------------------------------ leaves
+    def _leaf(self, base: Base, o: Override):
+        """(path, value, the paths above it): the value `o` alone leaves at its key in the base's
+        run config, if it applies without error and changes nothing else; _NOT_A_LEAF otherwise
+        (the typed path then decides, and raises Hydra's error if there is one)."""
+        if (o.type is not OverrideType.CHANGE or o.package is not None
+                or o.is_sweep_override() or isinstance(o.value(), dict)):
+            return _NOT_A_LEAF
+        path = tuple(o.key_or_group.split("."))
+        return self._leaf_result(base, path, functools.partial(
+            ConfigLoaderImpl._apply_overrides_to_config, [o]))
+
+    def _default_leaf(self, base: Base, key: str, value: Any):
+        """The leaf of a launcher default, as `cfg[key] = value` leaves it."""
+        return self._leaf_result(base, (key,), lambda cfg: cfg.__setitem__(key, value))
+
+    @staticmethod
+    def _leaf_result(base: Base, path: tuple, apply: Callable[[DictConfig], None]):
+        parent = base.container
+        for k in path[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            return _NOT_A_LEAF
+        cfg = pickle.loads(base.task)
+        try:
+            apply(cfg)
+        except Exception:  # noqa: BLE001 - the typed path raises it, as Hydra does
+            return _NOT_A_LEAF
+        after = OmegaConf.to_container(cfg, enum_to_str=True)
+        value = after
+        for k in path:
+            value = value[k]
+        if repr(_with(base.container, path, value)) != repr(after) or "${" in repr(value):
+            return _NOT_A_LEAF  # it changed more than its own key, or holds an interpolation
+        return path, value, tuple(path[:k] for k in range(1, len(path)))  # and the keys above it
+
+    @staticmethod
+    def _remember(base: Base, key: Any, leaf: Any) -> Any:
+        if len(base.leaves) > _CACHE_LIMIT:
+            base.leaves.clear()
+        base.leaves[key] = leaf
+        return leaf
+
+    def _leaf_changes(self, base: Base, split: _Split) -> Optional[list]:
+        """The job's [(path, value, keys above), ...] on the leaf path, launcher defaults last;
+        None where the job takes the typed path."""
+        if not base.leaf_ok:
+            return None
+        changes, leaves = [], base.leaves
+        for o in split.values:
+            leaf = leaves.get(o.input_line)
+            if leaf is None:
+                leaf = self._remember(base, o.input_line, self._leaf(base, o))
+            if leaf is _NOT_A_LEAF:
+                return None
+            changes.append(leaf)
+        for key, value in self._defaults_for(split):
+            leaf = leaves.get(("\0default", key, value))
+            if leaf is None:
+                leaf = self._remember(base, ("\0default", key, value),
+                                      self._default_leaf(base, key, value))
+            if leaf is _NOT_A_LEAF:
+                return None
+            changes.append(leaf)
+        paths = {leaf[0] for leaf in changes}
+        if len(paths) != len(changes) or any(p in paths for leaf in changes for p in leaf[2]):
+            return None  # the same key twice, or a key and one inside it: order matters
+        return changes
+
+    def _defaults_for(self, split: _Split) -> list[tuple[str, Any]]:
+        """The launcher defaults this job's own overrides do not set."""
+        if not self.defaults:
+            return []
+        named = {o.input_line.lstrip("+~").split("=", 1)[0] for o in split.task}
+        return [(k, v) for k, v in self.defaults.items() if k not in named]
+
+    def _typed_cfg(self, base: Base, split: _Split) -> DictConfig:
+        """The run config as Hydra composes it: the base, the job's value overrides applied in
+        order (raising Hydra's errors), then the launcher defaults."""
+        cfg = pickle.loads(base.task)
+        ConfigLoaderImpl._apply_overrides_to_config(split.values, cfg)
+        for key, value in self._defaults_for(split):
+            cfg[key] = value
+        return cfg
 
     # ------------------------------------------------------------------ jobs
     def job(self, overrides: Sequence[str], idx: int) -> Job:
         """The job numbered `idx` with these overrides."""
-        pending = self._pending.get(tuple(overrides))
-        prepared = pending.pop(0) if pending else self.prepare(overrides)
+        prepared = self.prepare(overrides)
         start = time.perf_counter()
         try:
             return self.finish(prepared, idx)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def prepare(self, overrides: Sequence[str], keep: bool = False) -> "_Prepared":
+    def prepare(self, overrides: Sequence[str]) -> _Prepared:
         """Everything of a job that does not depend on its number; raises what composing the job
-        with Hydra would raise. keep: hold it for the job() call that launches it."""
+        with Hydra would raise."""
         start = time.perf_counter()
         try:
-            prepared = self._prepare(overrides)
+            return self._prepare(overrides)
         finally:
             self.seconds += time.perf_counter() - start
-        if keep:
-            self._pending.setdefault(tuple(overrides), []).append(prepared)
-        return prepared
 
-    def forget_pending(self) -> None:
-        self._pending.clear()
-
-    def _prepare(self, overrides: Sequence[str]) -> "_Prepared":
+    def _prepare(self, overrides: Sequence[str]) -> _Prepared:
         split = self._split(overrides)
         if split.needs_hydra:
-            return _Prepared(list(overrides), split, None, None)
+            return _Prepared(list(overrides), split, None)
         base = self.base(split.groups)
         if base.sweep_dir is None or (split.subdir or base.subdir) is None or any(
                 name in base.hydra["job"]["env_copy"] or
                 (o_add and name in base.hydra["job"]["env_set"])
-                for (name, _), o_add in zip(split.env, _env_is_add(split))):
-            return _Prepared(list(overrides), split, None, None)
-        cfg = pickle.loads(base.task)
-        ConfigLoaderImpl._apply_overrides_to_config(split.values, cfg)
-        return _Prepared(list(overrides), split, base, cfg)
+                for name, _, o_add in split.env):
+            return _Prepared(list(overrides), split, None)
+        changes = self._leaf_changes(base, split)
+        if changes is not None:
+            return _Prepared(list(overrides), split, base, container=_replaced(base.container, changes))
+        return _Prepared(list(overrides), split, base, cfg=self._typed_cfg(base, split))
 
-    def finish(self, prepared: "_Prepared", idx: int) -> Job:
+    def finish(self, prepared: _Prepared, idx: int) -> Job:
         """The job numbered `idx`: its hydra node, output dir and files' contents."""
         if prepared.base is None:
             return self._compose_in_full(prepared.overrides, idx)
         base, split = prepared.base, prepared.split
-        task_lines = [o.input_line for o in split.parsed if not o.is_hydra_override()]
-        hydra_lines = [o.input_line for o in split.parsed if o.is_hydra_override()]
-        app = [o for o in split.parsed if not o.is_hydra_override()]
+        task_lines = [o.input_line for o in split.task]
         kv_sep, item_sep, exclude = base.dirname
-        dirname = get_overrides_dirname(app, exclude, item_sep, kv_sep)
+        dirname = get_overrides_dirname(split.task, exclude, item_sep, kv_sep)
         if "${" in dirname or "\\" in dirname:  # the subdir would resolve what it holds
             return self._compose_in_full(prepared.overrides, idx)
         fields = {"num": str(idx), "id": str(idx), "override_dirname": dirname}
@@ -245,15 +430,20 @@ class JobComposer:
         h = dict(base.hydra)  # copied along the paths that change, the rest is shared
         if split.subdir is not None:
             h["sweep"] = {**h["sweep"], "subdir": split.subdir}
-        h["overrides"] = {**h["overrides"], "hydra": self.master_hydra_overrides + hydra_lines,
+        h["overrides"] = {**h["overrides"], "hydra": self.master_hydra_overrides + split.hydra_lines,
                           "task": task_lines}
-        added = {k: str(v) for k, v in split.env}  # env_set is Dict[str, str]
+        added = {k: str(v) for k, v, _ in split.env}  # env_set is Dict[str, str]
         env = {**h["job"]["env_set"], **added} if added else h["job"]["env_set"]
         h["job"] = {**h["job"], "override_dirname": dirname, "id": str(idx), "num": idx,
                     "env_set": env}
         h["runtime"] = {**h["runtime"], "output_dir": output_dir}
-        return Job(prepared.overrides, task_lines, prepared.cfg, h, Path(output_dir), base,
-                   env_set={**base.env_set, **added})
+        env_set = {**base.env_set, **added}
+        if prepared.cfg is not None:
+            return Job(prepared.overrides, task_lines, h, output_dir, base, env_set=env_set,
+                       cfg=prepared.cfg, container=prepared.container)
+        return Job(prepared.overrides, task_lines, h, output_dir, base, env_set=env_set,
+                   container=prepared.container,
+                   make_cfg=functools.partial(self._typed_cfg, base, split))
 
     def _compose_in_full(self, overrides: list[str], idx: int) -> Job:
         """What the basic launcher and run_job do, step by step."""
@@ -276,17 +466,27 @@ class JobComposer:
         task = copy.deepcopy(config)
         with read_write(task), open_dict(task):
             del task["hydra"]
-        return Job(list(overrides), OmegaConf.to_container(config.hydra.overrides.task), task, hydra,
-                   Path(hydra["runtime"]["output_dir"]), None, _yaml.dump({"hydra": hydra}),
-                   env_set)
+        if self.defaults:
+            for key, value in self._defaults_for(self._split(overrides)):
+                task[key] = value
+        return Job(list(overrides), OmegaConf.to_container(config.hydra.overrides.task), hydra,
+                   hydra["runtime"]["output_dir"], None, _yaml.dump({"hydra": hydra}), env_set,
+                   cfg=task)
 
 
-@dataclass
-class _Prepared:
-    overrides: list[str]
-    split: _Split
-    base: Optional[Base]  # None: compose in full
-    cfg: Optional[DictConfig]
+def _replaced(container: dict, changes: list) -> dict:
+    """`container` with the leaf at each (path, value, ...) of `changes` set, copied along those
+    paths only."""
+    out = container
+    for leaf in changes:
+        out = _with(out, leaf[0], leaf[1])
+    return out
+
+
+def _with(d: dict, path: tuple, value: Any) -> dict:
+    if len(path) == 1:
+        return {**d, path[0]: value}
+    return {**d, path[0]: _with(d[path[0]], path[1:], value)}
 
 
 def _is_env_set_addition(o: Override) -> bool:
@@ -295,11 +495,6 @@ def _is_env_set_addition(o: Override) -> bool:
     return (bool(name) and "." not in name and o.package is None
             and (o.is_add() or o.is_force_add())
             and isinstance(o.value(), (str, int, float, bool)))
-
-
-def _env_is_add(split: _Split) -> list[bool]:
-    """For each env_set addition of `split`: True for `+` (which fails on an existing name)."""
-    return [o.is_add() for o in split.parsed if o.is_hydra_override() and _is_env_set_addition(o)]
 
 
 def _resolved_sweep_dir(full: DictConfig, hydra: dict) -> Optional[str]:

@@ -1,6 +1,12 @@
-"""launch(): compose every job, write its .hydra files, group compatible jobs, train each group as
-one batch through rnnexp.train.train_group, write each job's run files, return one JobReturn per
-job in order.
+"""launch(): group compatible jobs, and for each batch compose its jobs, write their .hydra files,
+train them as one batch through rnnexp.train.train_group, write each job's run files and keep one
+small JobReturn per job; return them in order.
+
+Memory stays flat in the number of jobs: a first pass composes each job only to find its batch (or
+to resume it) and keeps just its index; the second pass composes a batch's jobs again (cheap: see
+_compose.py), and drops them once the batch is trained and written. What outlives a batch is the
+JobReturn of each job: status, return value (the run's metrics) and overrides, plus what it takes
+to compose the job again should anyone read its `cfg` or `hydra_cfg`.
 
 A job whose config cannot be composed or does not validate fails alone (status FAILED, the
 exception as its return value); so does a batch whose engine raises, without touching the other
@@ -11,30 +17,38 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections import defaultdict
-from contextlib import contextmanager
+import traceback
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
-from ._compose import Job, JobComposer
+from ._compose import Base, Job, JobComposer, _plain
 
 log = logging.getLogger(__name__)
+
+_ABSENT = object()
+_INF = float("inf")
 
 
 class ValidatingLoader:
     """The multirun's config loader, except that `load_sweep_config` for the launcher's master
-    config composes the job through the launcher's JobComposer and keeps it for the launch.
+    config composes the job through the launcher's JobComposer.
 
     Sweepers call load_sweep_config on every job of a batch only to check that it composes; this
     raises what Hydra's compose raises (from the same override parser and override application)
-    and returns the job's run config without the hydra node, which is what makes the check cheap.
+    and returns the job's run config without the hydra node, which is what makes the check cheap:
+    the typed DictConfig where the job needed one, otherwise a Plain tree (plain dicts with
+    attribute access) of the same values. Nothing of the job is kept: the launch composes it again.
     """
 
     def __init__(self, loader, composer: JobComposer):
@@ -44,68 +58,210 @@ class ValidatingLoader:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]):
         if master_config is not self._composer.master:
             return self._loader.load_sweep_config(master_config, sweep_overrides)
-        prepared = self._composer.prepare(sweep_overrides, keep=True)
-        if prepared.cfg is None:  # a job only Hydra itself composes: check it the usual way
+        prepared = self._composer.prepare(sweep_overrides)
+        if prepared.base is None:  # a job only Hydra itself composes: check it the usual way
             return self._loader.load_sweep_config(master_config, sweep_overrides)
-        return prepared.cfg
+        return prepared.cfg if prepared.cfg is not None else _plain(prepared.container)
 
 
 class BatchedJobReturn(JobReturn):
-    """A JobReturn whose hydra_cfg is made on first use (a DictConfig of the whole hydra node
-    costs milliseconds a job; sweepers seldom read it)."""
+    """A JobReturn that keeps what sweepers read (status, return value, overrides) and what it
+    takes to make the rest: `cfg` and `hydra_cfg` are composed again, through the launcher's
+    composer, from the job's overrides and number on first access (a job's configs cost tens of
+    kilobytes and milliseconds; sweepers seldom read them)."""
 
-    def __init__(self, hydra_node: Optional[dict] = None, **kwargs: Any) -> None:
-        self._hydra_node = hydra_node
+    def __init__(self, composer: Optional[JobComposer] = None,
+                 job_overrides: Optional[Sequence[str]] = None, idx: int = 0,
+                 **kwargs: Any) -> None:
+        self._composer = composer  # None: the job never composed, there is nothing to make
+        self._job_overrides = job_overrides
+        self._idx = idx
+        self._cfg: Optional[DictConfig] = None
         self._hydra_cfg: Optional[DictConfig] = None
         super().__init__(**kwargs)
 
+    def _job(self) -> Optional[Job]:
+        return None if self._composer is None else self._composer.job(self._job_overrides, self._idx)
+
     @property  # type: ignore[override]
     def hydra_cfg(self) -> Optional[DictConfig]:
-        if self._hydra_cfg is None and self._hydra_node is not None:
-            self._hydra_cfg = OmegaConf.create({"hydra": self._hydra_node})
+        if self._hydra_cfg is None and self._composer is not None:
+            self._hydra_cfg = OmegaConf.create({"hydra": self._job().hydra})
         return self._hydra_cfg
 
     @hydra_cfg.setter
     def hydra_cfg(self, value: Optional[DictConfig]) -> None:
         self._hydra_cfg = value
 
+    @property  # type: ignore[override]
+    def cfg(self) -> Optional[DictConfig]:
+        if self._cfg is None and self._composer is not None:
+            self._cfg = self._job().cfg
+        return self._cfg
 
-# ---------------------------------------------------------------------------- one job's pieces
+    @cfg.setter
+    def cfg(self, value: Optional[DictConfig]) -> None:
+        self._cfg = value
+
+
+# ---------------------------------------------------------------------------- files
+
+def _make_dir(path: str) -> None:
+    """os.makedirs(path, exist_ok=True), one mkdir where the parent exists."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _write_fd(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(run_dir: str, name: str, data: bytes) -> None:
+    """What rnnexp.results.atomic_write_bytes does (a temporary name beside the file, renamed onto
+    it), on str paths and bare system calls."""
+    stem, _, suffix = name.rpartition(".")
+    tmp = os.path.join(run_dir, f".{stem}.{os.getpid()}.{threading.get_ident()}.tmp.{suffix}")
+    try:
+        _write_fd(tmp, data)
+        os.replace(tmp, os.path.join(run_dir, name))
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
 
 def write_hydra_files(job: Job) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml, as run_job writes them."""
     subdir = job.hydra.get("output_subdir")
-    out = job.output_dir if subdir is None else job.output_dir / str(subdir)
-    os.makedirs(out, exist_ok=True)
+    _make_dir(job.dir)
     if subdir is None:
         return
+    out = os.path.join(job.dir, str(subdir))
+    _make_dir(out)
     for name, text in (("config.yaml", job.config_text()), ("hydra.yaml", job.hydra_text()),
                        ("overrides.yaml", job.overrides_text())):
-        with open(out / name, "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_fd(os.path.join(out, name), text.encode("utf-8"))
 
 
-def apply_launcher_defaults(job: Job, device: Optional[str], dtype: Optional[str]) -> None:
-    """The launcher's device / dtype, for jobs whose own overrides do not set them."""
-    named = {line.lstrip("+~").split("=", 1)[0] for line in job.task_overrides}
-    for key, value in (("device", device), ("dtype", dtype)):
-        if value is not None and key not in named:
-            job.cfg[key] = value
+def write_run_files(job: Job, result) -> None:
+    """model.npz (unless train.checkpoint=false), history.csv, then metrics.json: what
+    rnnexp.train.save_result writes. Without a checkpoint the two texts are made and written here
+    (the same text as rnnexp.results.write_run, faster, and with fewer system calls)."""
+    from rnnexp.results.files import HISTORY, METRICS, json_safe
+    from rnnexp.train import save_result
+
+    cfg = job.run_cfg
+    if cfg.train.checkpoint:
+        save_result(job.output_dir, result, cfg)
+        return
+    _make_dir(job.dir)
+    _write_atomically(job.dir, HISTORY, history_text(result.loss, result.spelled).encode("utf-8"))
+    _write_atomically(job.dir, METRICS, (json_text(json_safe(result.metrics)) + "\n").encode("utf-8"))
 
 
-def _returned(job: Optional[Job], overrides: Sequence[str], status: JobStatus,
-              value: Any) -> JobReturn:
-    ret = BatchedJobReturn(
-        hydra_node=job.hydra if job is not None else None,
-        overrides=list(job.task_overrides) if job is not None else list(overrides),
-        cfg=job.cfg if job is not None else None, working_dir=os.getcwd(),
-        task_name=JobRuntime.instance().get("name"), status=status)
-    ret.return_value = value
-    return ret
+_EPOCH_PREFIXES: dict[int, list[str]] = {}  # epochs -> ["1,", "2,", ...]
 
+
+def history_text(loss, spelled) -> str:
+    """rnnexp.results.files.history_csv(loss, spelled), with each line's pieces made in bulk."""
+    from rnnexp.results.files import history_csv
+
+    if spelled.dtype != bool:
+        return history_csv(loss, spelled)
+    n = len(loss)
+    prefixes = _EPOCH_PREFIXES.get(n)
+    if prefixes is None:
+        prefixes = _EPOCH_PREFIXES[n] = [f"{e}," for e in range(1, n + 1)]
+    ends = [",1\n" if s else ",0\n" for s in spelled.tolist()]
+    return "epoch,loss,spelled\n" + "".join(
+        [p + r + e for p, r, e in zip(prefixes, map(repr, loss.tolist()), ends)])
+
+
+def json_text(obj: Any) -> str:
+    """json.dumps(obj, indent=1, ensure_ascii=False): the standard library lays out indented JSON
+    in pure Python, item by item; this joins lists of pieces instead. Anything but plain JSON
+    data (str keys; str, int, float, bool, None, lists, tuples, dicts) goes to json.dumps."""
+    try:
+        return _json(obj, "\n")
+    except (TypeError, RecursionError):
+        return json.dumps(obj, indent=1, ensure_ascii=False)
+
+
+def _json(o: Any, pad: str) -> str:
+    t = type(o)
+    if t is str:
+        return encode_basestring(o)
+    if o is None:
+        return "null"
+    if o is True:
+        return "true"
+    if o is False:
+        return "false"
+    if t is int:
+        return int.__repr__(o)
+    if t is float:
+        if o != o:
+            return "NaN"
+        if o in (_INF, -_INF):
+            return "Infinity" if o > 0 else "-Infinity"
+        return float.__repr__(o)
+    inner = pad + " "
+    if t is dict:
+        if not o:
+            return "{}"
+        if any(type(k) is not str for k in o):
+            raise TypeError("keys json.dumps converts")
+        return ("{" + inner + ("," + inner).join([encode_basestring(k) + ": " + _json(v, inner)
+                                                  for k, v in o.items()]) + pad + "}")
+    if t is list or t is tuple:
+        if not o:
+            return "[]"
+        return "[" + inner + ("," + inner).join([_json(v, inner) for v in o]) + pad + "]"
+    raise TypeError(f"{t.__name__} is left to json.dumps")
+
+
+# ---------------------------------------------------------------------------- grouping
+
+def batch_key(container: dict, base: Optional[Base] = None) -> Optional[str]:
+    """Jobs with equal keys share a GroupSpec and epochs, so train_group takes them as one batch:
+    the whole run config except what a member owns (seed, the optimizer's numeric arguments).
+    None where an interpolation could make equal texts differ (then the config is validated and
+    its GroupSpec is the key). `base`: the base the container shares entries with, whose texts
+    are then made once."""
+    from rnnexp.engine import BOOL_OPTIMIZER_ARGS
+
+    shared = base.container if base is not None else {}
+    parts = []
+    for k, v in container.items():
+        if k in ("seed", "optimizer"):
+            continue
+        if v is shared.get(k, _ABSENT):
+            text = base.key_parts.get(k)
+            if text is None:
+                text = base.key_parts[k] = f"{k!r}: {v!r}"
+        else:
+            text = f"{k!r}: {v!r}"
+        parts.append(text)
+    flags = {k: v for k, v in container["optimizer"].items() if k == "name" or k in BOOL_OPTIMIZER_ARGS}
+    key = f"({{{', '.join(parts)}}}, {flags!r})"  # repr((run config less the members', flags))
+    return None if "${" in key else key
+
+
+# ---------------------------------------------------------------------------- the launch
 
 def _engine_class(path: Optional[str]):
     if path is None:
@@ -136,35 +292,6 @@ class _Echo:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-# ---------------------------------------------------------------------------- the launch
-
-def _launch_batch(chunk: list[int], jobs: list, hook_for, fail, train) -> None:
-    """Make each member's hook (with its job's env_set in os.environ), then train the batch."""
-    members, hooks = [], []
-    for i in chunk:
-        try:
-            with env_override(jobs[i].env_set):  # the hook finds its trial in these variables
-                hooks.append(hook_for(jobs[i].cfg))
-            members.append(i)
-        except Exception as e:  # noqa: BLE001
-            fail(i, e)
-    if members:
-        train(members, hooks)
-
-
-def batch_key(job: Job) -> Optional[str]:
-    """Jobs with equal keys share a GroupSpec and epochs, so train_group takes them as one batch:
-    the whole run config except what a member owns (seed, the optimizer's numeric arguments).
-    None where an interpolation could make equal texts differ (then the config is validated and
-    its GroupSpec is the key)."""
-    from rnnexp.engine import BOOL_OPTIMIZER_ARGS
-
-    c = job.config_container()
-    key = repr(({k: v for k, v in c.items() if k not in ("seed", "optimizer")},
-                {k: v for k, v in c["optimizer"].items() if k == "name" or k in BOOL_OPTIMIZER_ARGS}))
-    return None if "${" in key else key
 
 
 @contextmanager
@@ -202,7 +329,7 @@ class _Timer:
     """Where the launch spends its time, per phase (seconds)."""
 
     compose: float = 0.0  # the jobs' configs (also when the sweeper asked for them first)
-    files: float = 0.0  # .hydra files, resuming, grouping
+    files: float = 0.0  # .hydra files, resuming, grouping, hooks
     training: float = 0.0  # train_group
     results: float = 0.0  # model.npz, history.csv, metrics.json
 
@@ -218,98 +345,160 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
                    initial_job_idx: int) -> list[JobReturn]:
     from rnnexp.config import validate
     from rnnexp.results import read_done
-    from rnnexp.train import group_spec, save_result, summary_line, train_group
+    from rnnexp.train import group_spec, summary_line, train_group
     from rnnexp.tuning.hooks import hook_for
 
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     engine_cls = _engine_class(launcher.engine)
+    composer: JobComposer = launcher.composer
     n = len(job_overrides)
     returns: list[Optional[JobReturn]] = [None] * n
-    jobs: list[Optional[Job]] = [None] * n
-    groups: dict[Any, list[int]] = defaultdict(list)
+    groups: dict[Any, list[int]] = {}
     echo = _Echo(launcher.progress, n)
     timer = launcher.timer = _Timer()
+    working_dir, task_name = os.getcwd(), JobRuntime.instance().get("name")
 
-    def fail(i: int, err: Exception) -> None:
-        returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.FAILED, err)
+    def returned(i: int, job: Optional[Job], status: JobStatus, value: Any) -> None:
+        ret = returns[i] = BatchedJobReturn(
+            composer if job is not None else None, job_overrides[i], initial_job_idx + i,
+            overrides=list(job.task_overrides if job is not None else job_overrides[i]),
+            working_dir=working_dir, task_name=task_name, status=status)
+        ret.return_value = value
+
+    def fail(i: int, job: Optional[Job], err: Exception) -> None:
+        # the return keeps the exception, and so its traceback: drop the locals of the frames it
+        # has left (a failed train_group's would hold its whole batch until the sweep ends)
+        traceback.clear_frames(err.__traceback__)
+        returned(i, job, JobStatus.FAILED, err)
         echo.done(f"#{initial_job_idx + i} failed: {err}")
 
-    def complete(i: int, metrics: dict, line: str) -> None:
-        returns[i] = _returned(jobs[i], job_overrides[i], JobStatus.COMPLETED, metrics)
+    def complete(i: int, job: Job, metrics: dict, line: str) -> None:
+        returned(i, job, JobStatus.COMPLETED, metrics)
         echo.done(line)
 
-    def invalid(i: int) -> Optional[Exception]:
+    def invalid(job: Job) -> Optional[Exception]:
         try:
-            validate(jobs[i].cfg)
+            validate(job.run_cfg)
             return None
         except Exception as e:  # noqa: BLE001
             return e
 
-    def train(members: list[int], hooks: list) -> None:
+    # ---- first pass: each job's batch (or its stored result); nothing of the job is kept
+    def place(i: int, overrides: Sequence[str]) -> None:
+        idx = initial_job_idx + i
+        try:
+            prepared = composer.prepare(overrides)
+            job = composer.finish(prepared, idx) if prepared.base is None else None
+        except Exception as e:  # noqa: BLE001 - a bad job fails alone
+            fail(i, None, e)
+            return
         start = time.perf_counter()
         try:
-            results = train_group([jobs[i].cfg for i in members], hooks, engine_cls=engine_cls)
+            if job is not None:
+                container, base, cfg = job.config_container(), None, job.cfg
+            else:
+                container, base, cfg = prepared.run_container, prepared.base, prepared.cfg
+            skip_done = container["train"]["skip_done"] if cfg is None else cfg.train.skip_done
+            if skip_done:
+                job = job or composer.finish(prepared, idx)
+                done = read_done(job.output_dir)
+                if done is not None:
+                    write_hydra_files(job)
+                    complete(i, job, done, f"{job.output_dir}: done before, skipped")
+                    return
+            key = batch_key(container, base)
+            if key is None:
+                cfg = cfg if cfg is not None else composer.finish(prepared, idx).cfg
+                key = (group_spec(cfg, validate(cfg)), int(cfg.train.epochs))
+            groups.setdefault(key, []).append(i)
+        except Exception as e:  # noqa: BLE001 - a bad job fails alone, its .hydra files written
+            try:
+                job = job or composer.finish(prepared, idx)
+                write_hydra_files(job)
+            except Exception as write_error:  # noqa: BLE001
+                e = write_error
+            fail(i, job, e)
+        finally:
+            timer.files += time.perf_counter() - start
+
+    with _gc_paused():  # thousands of small containers: the cycle collector would rescan them often
+        for i, overrides in enumerate(job_overrides):
+            place(i, overrides)
+
+    batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
+    del groups
+    log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "
+             f"{config.hydra.sweep.dir}")
+
+    # ---- second pass, batch by batch: compose, .hydra files, hooks, train, run files
+    def train(jobs: dict[int, Job], members: list[int], hooks: list) -> None:
+        start = time.perf_counter()
+        try:
+            results = train_group([jobs[i].run_cfg for i in members], hooks, engine_cls=engine_cls)
         except Exception as e:  # noqa: BLE001 - the batch fails, the other batches go on
             timer.training += time.perf_counter() - start
-            errors = [invalid(i) for i in members] if len(members) > 1 else [None]
+            errors = [invalid(jobs[i]) for i in members] if len(members) > 1 else [None]
             if any(errors):  # train_group validates first: fail the invalid, train the rest
                 for i, err in zip(members, errors):
                     if err is not None:
-                        fail(i, err)
+                        fail(i, jobs[i], err)
                 keep = [k for k, err in enumerate(errors) if err is None]
                 if keep:
-                    train([members[k] for k in keep], [hooks[k] for k in keep])
+                    train(jobs, [members[k] for k in keep], [hooks[k] for k in keep])
             else:
                 for i in members:
-                    fail(i, e)
+                    fail(i, jobs[i], e)
             return
         timer.training += time.perf_counter() - start
         start = time.perf_counter()
-        for i, result in zip(members, results):
+        for k, (i, result) in enumerate(zip(members, results)):
+            results[k] = None  # what the return keeps is the metrics dict
             try:
-                save_result(jobs[i].output_dir, result, jobs[i].cfg)
+                write_run_files(jobs[i], result)
             except Exception as e:  # noqa: BLE001
-                fail(i, e)
+                fail(i, jobs[i], e)
                 continue
-            complete(i, result.metrics, summary_line(result.metrics))
+            complete(i, jobs[i], result.metrics, summary_line(result.metrics))
         timer.results += time.perf_counter() - start
 
-    def prepare_job(i: int, overrides: Sequence[str]) -> None:
+    def run_batch(chunk: list[int]) -> None:
+        jobs: dict[int, Job] = {}
+        members, hooks = [], []
         try:
-            job = jobs[i] = launcher.composer.job(overrides, initial_job_idx + i)
-        except Exception as e:  # noqa: BLE001 - a bad job fails alone
-            fail(i, e)
-            return
-        start = time.perf_counter()
-        try:
-            apply_launcher_defaults(job, launcher.device, launcher.dtype)
-            write_hydra_files(job)
-            cfg = job.cfg
-            if cfg.train.skip_done and (done := read_done(job.output_dir)) is not None:
-                complete(i, done, f"{job.output_dir}: done before, skipped")
-            else:
-                key = batch_key(job)
-                if key is None:
-                    key = (group_spec(cfg, validate(cfg)), int(cfg.train.epochs))
-                groups[key].append(i)
-        except Exception as e:  # noqa: BLE001 - a bad job fails alone
-            fail(i, e)
-        timer.files += time.perf_counter() - start
+            compose_and_train(chunk, jobs, members, hooks)
+        finally:  # a failed job's traceback still refers to this frame: empty what it holds
+            jobs.clear()
+            members.clear()
+            hooks.clear()
 
-    with _gc_paused():  # thousands of small configs: the cycle collector would rescan them often
-        for i, overrides in enumerate(job_overrides):
-            prepare_job(i, overrides)
+    def compose_and_train(chunk: list[int], jobs: dict[int, Job], members: list[int],
+                          hooks: list) -> None:
+        with _gc_paused():
+            for i in chunk:
+                job = None
+                try:
+                    job = composer.job(job_overrides[i], initial_job_idx + i)
+                    start = time.perf_counter()
+                    try:
+                        write_hydra_files(job)
+                        with env_override(job.env_set):  # the hook finds its trial in these variables
+                            hooks.append(hook_for(job.run_cfg))
+                    finally:
+                        timer.files += time.perf_counter() - start
+                    members.append(i)
+                    jobs[i] = job
+                except Exception as e:  # noqa: BLE001 - a bad job fails alone
+                    fail(i, job, e)
+        job = None  # noqa: F841 - tracebacks keep their callers' frames, and so this one
+        if members:
+            train(jobs, members, hooks)
 
-    batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
-    log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "
-             f"{config.hydra.sweep.dir}")
     with _torch_threads(launcher.threads):
         for chunk in batches:
-            _launch_batch(chunk, jobs, hook_for, fail, train)
+            run_batch(chunk)
     echo.close()
-    launcher.composer.forget_pending()
-    timer.compose, launcher.composer.seconds = launcher.composer.seconds, 0.0
+    timer.compose, composer.seconds = composer.seconds, 0.0
     log.info(timer.line(n, len(batches)))
     return returns  # type: ignore[return-value]

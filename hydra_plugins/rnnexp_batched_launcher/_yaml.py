@@ -62,12 +62,18 @@ def _is_plain(s: str) -> bool:
 
 def value_text(value: Any) -> str:
     """A scalar as PyYAML writes it after "key: " or "- "."""
+    if type(value) is int:  # job numbers: one per job, not worth a cache entry
+        return str(value)
+    if type(value) is str and value.isdigit() and value.isascii():  # job ids: read as ints, so quoted
+        return f"'{value}'"
+    if type(value) is str and len(value) > 40 and _is_plain(value):  # paths, override dirnames:
+        return value  # mostly one per job, so checked each time rather than cached
     key = _cache_key(value)
     text = _value_text.get(key)
     if text is None:
-        if len(_value_text) > 100_000:  # per-job strings (paths) would otherwise pile up
+        if len(_value_text) > 100_000:  # per-job strings would otherwise pile up
             _value_text.clear()
-        if type(value) is str and _is_plain(value):  # most per-job strings: paths, overrides
+        if type(value) is str and _is_plain(value):  # overrides, names
             _value_text[key] = value
             return value
         if not _is_context_free(value):
@@ -164,3 +170,39 @@ def mapping_entry(key: str, value: Any, indent: int) -> str:
             nested = {"_": nested}
         text = dump(nested)
         return text.split("\n", indent // 2)[-1]  # drop the wrapper keys' lines
+
+
+_ABSENT = object()
+
+
+def to_yaml_sharing(d: dict, base: dict, cache: dict) -> str:
+    """to_yaml_exact(d) for a mapping that shares subtrees (the same objects) with `base`: the text
+    of every entry `d` shares with `base` is rendered once and kept in `cache`, by its path (so
+    one cache serves one base). Only the entries on the paths where `d` differs are laid out."""
+    if not d:
+        return "{}\n"
+    return "".join(_entries_sharing(d, base, cache, 0, ()))
+
+
+def _entries_sharing(d: dict, base: Any, cache: dict, indent: int, path: tuple) -> list[str]:
+    parts = []
+    for k, v in d.items():
+        b = base.get(k, _ABSENT) if isinstance(base, dict) else _ABSENT
+        if v is b:
+            where = path + (k,)
+            text = cache.get(where)
+            if text is None:
+                text = cache[where] = mapping_entry(k, v, indent)
+            parts.append(text)
+            continue
+        if isinstance(v, dict) and v and isinstance(b, dict):
+            try:
+                head = key_text(k)
+            except NotPlain:
+                parts.append(mapping_entry(k, v, indent))
+                continue
+            parts.append(f"{' ' * indent}{head}:\n")  # a non-empty mapping: its entries below
+            parts.extend(_entries_sharing(v, b, cache, indent + 2, path + (k,)))
+            continue
+        parts.append(mapping_entry(k, v, indent))
+    return parts

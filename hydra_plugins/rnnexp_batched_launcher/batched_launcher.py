@@ -31,9 +31,11 @@ class BatchedLauncher(Launcher):
         from ._compose import JobComposer
 
         self.config, self.task_function = config, task_function
-        self.composer = JobComposer(hydra_context.config_loader, config)
+        self.composer = JobComposer(hydra_context.config_loader, config,
+                                    defaults={"device": self.device, "dtype": self.dtype})
         # The sweeper checks every job of a batch by composing it before handing the batch over
-        # (60 ms a job); with this loader that check is the launcher's own composition, done once.
+        # (60 ms a job); with this loader that check is the launcher's own composition (a fraction
+        # of a millisecond), which keeps nothing: the launch composes each job again.
         hydra_context.config_loader = ValidatingLoader(hydra_context.config_loader, self.composer)
         self.hydra_context = hydra_context
 
