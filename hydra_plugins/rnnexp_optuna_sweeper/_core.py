@@ -31,8 +31,8 @@ from optuna.trial import TrialState
 from rnnexp.errors import require
 from rnnexp.results import atomic_path, json_safe
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
-from rnnexp.tuning.outputs import (PLOTS, copy_results, results_are_current, write_plots,
-                                   write_tables)
+from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, results_are_current,
+                                   write_plots, write_tables)
 from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
 
 from ._objective import Objective, Outcome
@@ -135,10 +135,11 @@ class OptunaSweeperImpl(Sweeper):
         self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
                                              else DEFAULT_GRACE_PERIOD)
         self.retry = retry_callback(max_retry)
-        self.plots = PLOTS if plots is None else list(plots)
+        self.plots = DEFAULT_PLOTS if plots is None else list(plots)
         unknown = [name for name in self.plots if name not in PLOTS]
         _require(not unknown, "plots", f"must name plots out of {', '.join(PLOTS)}", plots)
         self.timer = PhaseTimer()
+        self._validated = False  # the first batch's jobs were composed by Hydra's check
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -330,10 +331,13 @@ class OptunaSweeperImpl(Sweeper):
                     seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
                     subdir = [f"++hydra.sweep.subdir={nums[i]}"] if name_dirs else []
                     batch.append(overrides + seed_override + subdir + hook)
-            if not isinstance(self.launcher, BasicLauncher):
-                # composing every job's config costs as much as launching it in-process; the
-                # basic launcher composes first thing here anyway, others do it in other processes
+            if not isinstance(self.launcher, BasicLauncher) and not self._validated:
+                # a key the config does not have, or a value of the wrong type, stops the sweep
+                # here with Hydra's own message, not as failed trials in another process. The
+                # first batch shows it: later ones vary the same keys (composing every job again
+                # would cost as much as launching it in-process)
                 self.validate_batch_is_legal(batch)
+                self._validated = True
             first_job = job_nums(trials[0].number, n_seeds)[0]
             self.timer.add("ask", time.perf_counter() - start)
             returns = self._timed("launch", lambda: self.launcher.launch(batch, initial_job_idx=first_job))

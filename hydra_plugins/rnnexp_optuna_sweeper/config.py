@@ -168,8 +168,9 @@ class OptunaSweeperConf:
     report_every: Optional[int] = None
     forbid: List[str] = field(default_factory=list)  # keys the search space must not vary
     results_dir: Optional[str] = None  # also copy the end-of-study files here
-    # the end-of-study plots (the last worker draws them): null for every one that applies
-    # (optimization_history, param_importances, slice, pareto_front), [] for none
+    # the end-of-study plots (the last worker draws them): null for optimization_history, slice
+    # and (2 or 3 objectives) pareto_front; add param_importances to a list to have it (fANOVA
+    # costs seconds); [] for none
     plots: Optional[List[str]] = None
 
     # several workers on one study (docs/scaling.md): RDB storage records a heartbeat of each

@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_YAML = "optimization_results.yaml"
 TRIALS_CSV = "trials.csv"
-# the plots a study can draw (pareto_front only with 2 or 3 objectives); fANOVA importances cost
-# seconds on a few hundred trials
+# the plots a study can draw (pareto_front only with 2 or 3 objectives), and those it draws unless
+# asked for others: param_importances (fANOVA) costs seconds on a few hundred trials
 PLOTS = ("optimization_history", "param_importances", "slice", "pareto_front")
+DEFAULT_PLOTS = ("optimization_history", "slice", "pareto_front")
 
 
 def write_results(study: optuna.Study, out_dir: Path, objective_names: list[str],
