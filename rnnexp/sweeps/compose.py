@@ -47,45 +47,56 @@ def flat_config(setting: Setting) -> dict:
 
 def expected_configs(sweep: Sweep) -> list[tuple[Setting, dict]]:
     """Every setting with the full config its runs have (seed left out)."""
-    return [(s, {k: v for k, v in flat_config(s).items() if k != "seed"}) for s in sweep.settings()]
+    return [(s, {k: v for k, v in flatten(tree).items() if k != "seed"})
+            for s, tree in setting_trees(sweep)]
 
 
 def check_settings(sweep: Sweep) -> None:
-    """Every setting composes and passes rnnexp's checks; else one line naming the file's key.
-
-    The keys and types are checked once per distinct value on the typed config of each group
-    choice (what setting_config does per setting, without a copy of the config per setting),
-    then every setting's values by rnnexp's value checks on plain data."""
-    from omegaconf import OmegaConf
-
-    from rnnexp.config import plain, validate
+    """Every setting composes and passes rnnexp's checks; else one line naming the file's key."""
     from rnnexp.errors import one_line
 
     try:
-        by_choices: dict[tuple, list[Setting]] = {}
-        for setting in sweep.settings():
-            choices = tuple(override(k, v) for k, v in setting.values if k in GROUPS)
-            by_choices.setdefault(choices, []).append(setting)
-        for choices, settings in by_choices.items():
-            typed = copy.deepcopy(_composed(choices))
-            converted = {}  # (key, repr(value)) -> the value as the typed config holds it
-            for s in settings:
-                for key, value in s.values:
-                    if key not in GROUPS and (key, repr(value)) not in converted:
-                        OmegaConf.update(typed, key, value, merge=False)  # unknown key, type
-                        node = OmegaConf.select(typed, key)
-                        converted[key, repr(value)] = (OmegaConf.to_container(node)
-                                                       if OmegaConf.is_config(node) else node)
-            base = OmegaConf.to_container(_composed(choices), resolve=True)
-            for setting in settings:
-                tree = copy.deepcopy(base)
-                for key, value in setting.values:
-                    if key not in GROUPS:
-                        _set_dotted(tree, key, converted[key, repr(value)])
-                validate(plain(tree))
+        setting_trees(sweep)
     except Exception as e:  # noqa: BLE001 - any config failure becomes one line naming the key
         msg = one_line(e)
         fail(sweep.path, _spec_key_for(sweep, msg), msg)
+
+
+def setting_trees(sweep: Sweep) -> list[tuple[Setting, dict]]:
+    """(setting, its config as plain data) for every setting, checked as setting_config checks
+    one: the keys and types once per distinct value on the typed config of each group choice
+    (without a copy of the typed config per setting), then every setting's values by rnnexp's
+    value checks."""
+    from omegaconf import OmegaConf
+
+    from rnnexp.config import plain, validate
+
+    settings_all = sweep.settings()
+    by_choices: dict[tuple, list[int]] = {}  # group choices -> indices into settings_all
+    for i, setting in enumerate(settings_all):
+        choices = tuple(override(k, v) for k, v in setting.values if k in GROUPS)
+        by_choices.setdefault(choices, []).append(i)
+    trees: list = [None] * len(settings_all)  # plain trees, yielded in settings order below
+    for choices, indices in by_choices.items():
+        settings = [settings_all[i] for i in indices]
+        typed = copy.deepcopy(_composed(choices))
+        converted = {}  # (key, repr(value)) -> the value as the typed config holds it
+        for s in settings:
+            for key, value in s.values:
+                if key not in GROUPS and (key, repr(value)) not in converted:
+                    OmegaConf.update(typed, key, value, merge=False)  # unknown key, type
+                    node = OmegaConf.select(typed, key)
+                    converted[key, repr(value)] = (OmegaConf.to_container(node)
+                                                   if OmegaConf.is_config(node) else node)
+        base = OmegaConf.to_container(_composed(choices), resolve=True)
+        for i, setting in zip(indices, settings):
+            tree = copy.deepcopy(base)
+            for key, value in setting.values:
+                if key not in GROUPS:
+                    _set_dotted(tree, key, converted[key, repr(value)])
+            validate(plain(tree))
+            trees[i] = tree
+    return list(zip(settings_all, trees))
 
 
 def _set_dotted(tree: dict, key: str, value) -> None:
