@@ -62,6 +62,15 @@ def default_launcher() -> str:
     return "batched" if found else "basic"
 
 
+def resolve_launcher(asked: Optional[str]) -> str:
+    """The launcher asked for (--launcher), else the default; a one-line error when batched is
+    asked for and not installed."""
+    if asked == "batched" and default_launcher() != "batched":
+        raise ValueError("--launcher batched: hydra/launcher=batched is not installed; use "
+                         "--launcher basic")
+    return asked or default_launcher()
+
+
 def child_env(launcher: str) -> dict[str, str]:
     """The environment of every rnnexp-train child."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # one-line errors
@@ -72,11 +81,6 @@ def child_env(launcher: str) -> dict[str, str]:
         # (hydra.launcher.threads, default 1)
         env.setdefault("OMP_NUM_THREADS", "1")
     return env
-
-
-def train_command(args: Sequence[str]) -> list[str]:
-    """rnnexp-train of this interpreter (works without the console script on PATH)."""
-    return [sys.executable, "-m", TRAIN_MODULE, *args]
 
 
 def run_train(args: Sequence[str], log_path: Path, launcher: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, TypeVar
 
 from rnnexp.errors import one_line
@@ -51,6 +52,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_results_option(parser: argparse.ArgumentParser) -> None:
+    from rnnexp.results import DEFAULT
+
+    parser.add_argument("--results", type=Path, default=DEFAULT,
+                        help=f"results dir (default: {DEFAULT})")
+
+
+def add_launcher_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--launcher", choices=("batched", "basic"), default=None,
+                        help="Hydra launcher (default: batched where installed, else basic)")
 
 
 def positive_int(text: str) -> int:

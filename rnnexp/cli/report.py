@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from rnnexp.cli import OneLineParser, guarded
+from rnnexp.cli import OneLineParser, add_results_option, guarded
 from rnnexp.report import ReportError
-from rnnexp.results import DEFAULT, Results, results_lock
+from rnnexp.results import Results, results_lock
 
 PROG = "rnnexp-report"
 
@@ -15,7 +15,7 @@ PROG = "rnnexp-report"
 def report_main(argv: Optional[list[str]] = None) -> None:
     parser = OneLineParser(prog=PROG,
                            description="Rebuild tables, plots and REPORT.md from existing runs.")
-    parser.add_argument("--results", default=str(DEFAULT), help="results dir (default: results)")
+    add_results_option(parser)
     parser.add_argument("--quick", action="store_true", default=None,
                         help="tables of a --quick reproduction (default: as recorded by it)")
     args = parser.parse_args(argv)

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from rnnexp.cli import OneLineParser, fail, guarded, positive_int
-from rnnexp.results import DEFAULT, Results, results_lock
+from rnnexp.cli import (OneLineParser, add_launcher_option, add_results_option, guarded,
+                        positive_int)
+from rnnexp.results import Results, results_lock
 
 PROG = "rnnexp-reproduce"
 
@@ -22,12 +23,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seeds per setting (default: each sweep's own, 5; --quick: 2)")
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the epochs and fewer seeds: for CI and a first look")
-    parser.add_argument("--results", default=str(DEFAULT), help="results dir (default: results)")
+    add_results_option(parser)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these sweeps")
     parser.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                         help="sweeps run at the same time (default: 2, or 1 on one core)")
-    parser.add_argument("--launcher", choices=("batched", "basic"), default=None,
-                        help="Hydra launcher (default: batched where installed, else basic)")
+    add_launcher_option(parser)
     return parser.parse_args(argv)
 
 
@@ -39,12 +39,9 @@ def reproduce_main(argv: Optional[list[str]] = None) -> None:
     def body():
         from rnnexp.report import ensure_writable
         from rnnexp.reproduce import Options, plan_steps, reproduce
-        from rnnexp.runner import default_launcher
+        from rnnexp.runner import resolve_launcher
 
-        launcher = args.launcher or default_launcher()
-        if launcher == "batched" and default_launcher() != "batched":
-            fail(PROG, "--launcher batched: hydra/launcher=batched is not installed; use "
-                       "--launcher basic")
+        launcher = resolve_launcher(args.launcher)
         opts = Options(Path(args.results), args.seeds, args.quick, args.only, launcher, args.jobs)
         steps = plan_steps(opts)  # unknown names fail here, before anything is written
         ensure_writable(opts.results)

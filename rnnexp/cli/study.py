@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
-from rnnexp.cli import OneLineParser, guarded
-from rnnexp.results import DEFAULT, Results, results_lock
+from rnnexp.cli import OneLineParser, add_launcher_option, add_results_option, guarded
+from rnnexp.results import Results, results_lock
 
 PROG = "rnnexp-study"
 
@@ -20,10 +19,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Fastest-convergence study (hidden 5, 'edgement'): search, validation on "
                     "fresh seeds, sampler comparison; outputs in RESULTS/study/.")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (CI)")
-    parser.add_argument("--results", type=Path, default=DEFAULT,
-                        help="results dir (default: results)")
-    parser.add_argument("--launcher", choices=("basic", "batched"), default=None,
-                        help="Hydra launcher (default: batched where installed, else basic)")
+    add_results_option(parser)
+    add_launcher_option(parser)
     return parser.parse_args(argv)
 
 
@@ -33,7 +30,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     results = Results(args.results)
 
     def body() -> dict:
-        from rnnexp.runner import Runner, default_launcher
+        from rnnexp.runner import Runner, resolve_launcher
         from rnnexp.study import FULL, QUICK, run_all
         from rnnexp.study.run import Progress, planned_runs
 
@@ -43,7 +40,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         with results_lock(results.root, PROG), progress_bar(planned_runs(budget)) as bar:
             progress = Progress(results, budget, bar.n, bar.advance)
             # every step in this process: one start-up for the whole study
-            runner = Runner(args.launcher or default_launcher(), in_process=True,
+            runner = Runner(resolve_launcher(args.launcher), in_process=True,
                             on_poll=progress.poll)
             summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]))
             progress.poll(force=True)

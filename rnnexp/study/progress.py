@@ -1,10 +1,10 @@
 """How far the study's steps are: trials finished out of their total and the best value so far,
-read from the studies' journal files (each opened once, then only its new records are read)."""
+read from the studies' journal files (each opened once, then only its new records are read:
+rnnexp.study.search.open_study)."""
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Optional
 
 from rnnexp.results import Results
@@ -18,7 +18,6 @@ class StudyWatch:
     def __init__(self, results: Results, studies: dict[str, int]):
         self.results = results
         self.studies = studies
-        self._open: dict[str, object] = {}  # name -> optuna.Study on its journal
 
     def line(self) -> Optional[str]:
         """'search: 120/300 trials, best 23' for the study whose journal changed last."""
@@ -45,16 +44,6 @@ class StudyWatch:
         return len(finished), (min(values) if values else None)
 
     def _study(self, name: str):
-        if name not in self._open:
-            import optuna
-            from optuna.storages import JournalStorage
-            from optuna.storages.journal import JournalFileBackend
+        from rnnexp.study.search import open_study
 
-            verbosity = optuna.logging.get_verbosity()
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            try:
-                storage = JournalStorage(JournalFileBackend(str(Path(self.results.journal(name)))))
-                self._open[name] = optuna.load_study(study_name=name, storage=storage)
-            finally:
-                optuna.logging.set_verbosity(verbosity)
-        return self._open[name]
+        return open_study(self.results, name)

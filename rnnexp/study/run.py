@@ -104,9 +104,8 @@ class StudyStep:
 
     def is_done(self, launcher: str) -> bool:
         """study.yaml records this very budget, and every planned run is there."""
-        try:
-            recorded = OmegaConf.to_container(OmegaConf.load(self.results.study / SUMMARY))
-        except (OSError, ValueError):
+        recorded = _recorded(self.results)
+        if recorded is None:
             return False
         budget = self.budget.scaled_for_batched() if launcher == "batched" else self.budget.resolved()
         return (recorded.get("budget") == json_safe(asdict(budget))
