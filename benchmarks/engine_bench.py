@@ -49,8 +49,9 @@ def measure_stacked(members: int, dtype: str) -> dict:
     example = make_example(WORD)
     group = GroupSpec(model="torch_rnn", vocab_size=len(example.vocab), inputs=tuple(example.inputs.tolist()),
                       targets=tuple(example.targets.tolist()), hidden_size=HIDDEN, bias=True,
-                      optimizer="rmsprop", dtype=dtype)
-    specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18)) for seed in range(members)]
+                      dtype=dtype)
+    specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18), "rmsprop")
+             for seed in range(members)]
     base = peak_rss_mib()
 
     def trial():

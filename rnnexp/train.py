@@ -47,20 +47,20 @@ def resolve_device(device: str) -> str:
 def group_spec(cfg: DictConfig, word: str) -> GroupSpec:
     """What `cfg` shares with every config it can be batched with."""
     ex = make_example(word)
-    args = optimizer_args(cfg.optimizer)
     return GroupSpec(
         model=cfg.model.name, vocab_size=len(ex.vocab),
         inputs=tuple(ex.inputs.tolist()), targets=tuple(ex.targets.tolist()),
-        hidden_size=cfg.model.hidden_size, bias=cfg.model.bias, optimizer=cfg.optimizer.name,
+        hidden_size=cfg.model.hidden_size, bias=cfg.model.bias,
         model_args=tuple((k, cfg.model[k]) for k in model_args(cfg.model.name)),
-        flags=tuple((k, bool(v)) for k, v in args.items() if k in BOOL_OPTIMIZER_ARGS),
         dtype=cfg.dtype, device=resolve_device(cfg.device))
 
 
 def member_spec(cfg: DictConfig) -> MemberSpec:
+    """What `cfg` owns in a batch: its seed and its optimizer."""
     args = optimizer_args(cfg.optimizer)
-    return MemberSpec(seed=int(cfg.seed),
-                      hparams={k: v for k, v in args.items() if k not in BOOL_OPTIMIZER_ARGS})
+    return MemberSpec(seed=int(cfg.seed), optimizer=cfg.optimizer.name,
+                      hparams={k: v for k, v in args.items() if k not in BOOL_OPTIMIZER_ARGS},
+                      flags=tuple((k, bool(v)) for k, v in args.items() if k in BOOL_OPTIMIZER_ARGS))
 
 
 def default_engine(group: GroupSpec, n_members: int):
@@ -200,8 +200,8 @@ def train_group(cfgs: Sequence[DictConfig], hooks: Optional[Sequence[Optional[Ep
     groups = {group_spec(c, w) for c, w in zip(cfgs, words)}
     epochs = {int(c.train.epochs) for c in cfgs}
     if len(groups) != 1 or len(epochs) != 1:
-        raise ValueError("train_group needs configs that share model, word, sizes, optimizer "
-                         "type, flags, dtype, device and epochs")
+        raise ValueError("train_group needs configs that share model, word, sizes, dtype, "
+                         "device and epochs")
     (group,), (n_epochs,) = groups, epochs
     hooks = list(hooks) if hooks is not None else [None] * len(cfgs)
     engine_cls = engine_cls or default_engine(group, len(cfgs))

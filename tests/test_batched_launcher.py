@@ -248,7 +248,7 @@ def test_groups_split_by_what_members_share_and_by_max_batch(tmp_path, hydra_loa
     real = rnnexp.train.train_group
 
     def spy(cfgs, hooks=None, engine_cls=None):
-        sizes.append((len(cfgs), cfgs[0].model.hidden_size, cfgs[0].optimizer.name, cfgs[0].train.epochs))
+        sizes.append((cfgs[0].model.hidden_size, tuple(c.optimizer.name for c in cfgs), cfgs[0].train.epochs))
         return real(cfgs, hooks, engine_cls)
 
     monkeypatch.setattr(rnnexp.train, "train_group", spy)
@@ -258,9 +258,9 @@ def test_groups_split_by_what_members_share_and_by_max_batch(tmp_path, hydra_loa
     jobs.append(["optimizer=adam", "model.hidden_size=3", "seed=9", "train.epochs=4"])
     returns = launcher.launch(jobs, 0)
     assert all(r.status == JobStatus.COMPLETED for r in returns)
-    assert sorted(sizes) == sorted([(2, h, o, 3) for o in ("adam", "rmsprop") for h in (3, 4)]
-                                   + [(1, h, o, 3) for o in ("adam", "rmsprop") for h in (3, 4)]
-                                   + [(1, 3, "adam", 4)])
+    # optimizers share a batch (each a run of members); hidden size and epochs split batches
+    assert sorted(sizes) == sorted([(h, o, 3) for h in (3, 4) for o in (
+        ("adam", "adam"), ("adam", "rmsprop"), ("rmsprop", "rmsprop"))] + [(3, ("adam",), 4)])
 
 
 def test_hooks_see_their_jobs_env_set_and_can_prune(tmp_path, hydra_loader, monkeypatch):

@@ -107,13 +107,12 @@ def test_optimizer_arguments_are_checked():
 WORD = make_example("hello")
 
 
-def group(optimizer="sgd", *, word=WORD, hidden=6, bias=True, init="randn", reduction="sum",
-          clip=None, flags=(), dtype="float64"):
+def group(*, word=WORD, hidden=6, bias=True, init="randn", reduction="sum", clip=None,
+          dtype="float64"):
     return GroupSpec(model="numpy_rnn", vocab_size=len(word.vocab), inputs=tuple(word.inputs),
                      targets=tuple(word.targets), hidden_size=hidden, bias=bias,
-                     optimizer=optimizer,
                      model_args=(("init", init), ("loss_reduction", reduction), ("clip", clip)),
-                     flags=tuple(flags), dtype=dtype)
+                     dtype=dtype)
 
 
 def history(engine, epochs):
@@ -126,8 +125,8 @@ def history(engine, epochs):
 ])
 @pytest.mark.parametrize("bias", [True, False])
 def test_mixed_batch_members_follow_their_single_runs(optimizer, hparams, bias):
-    members = [MemberSpec(seed=s, hparams=h) for s, h in zip((1, 2, 3), hparams)]
-    spec = group(optimizer, bias=bias, init="uniform", clip=5.0)
+    members = [MemberSpec(seed=s, hparams=h, optimizer=optimizer) for s, h in zip((1, 2, 3), hparams)]
+    spec = group(bias=bias, init="uniform", clip=5.0)
     batch = history(NumpyEngine(spec, members), 25)
     for i, member in enumerate(members):
         alone = history(NumpyEngine(spec, [member]), 25)[:, 0]
@@ -166,14 +165,15 @@ def test_clip_changes_training_only_when_gradients_exceed_it():
 
 
 def test_keep_drops_members_and_keeps_order():
-    members = [MemberSpec(seed=s, hparams={"lr": lr}) for s, lr in ((1, 0.1), (2, 0.5), (3, 0.3))]
-    engine = NumpyEngine(group("adagrad"), members)
+    members = [MemberSpec(seed=s, hparams={"lr": lr}, optimizer="adagrad")
+               for s, lr in ((1, 0.1), (2, 0.5), (3, 0.3))]
+    engine = NumpyEngine(group(), members)
     history(engine, 3)
     engine.keep(np.array([True, False, True]))
     kept = history(engine, 4)
     assert kept.shape == (4, 2)
     for col, i in enumerate((0, 2)):
-        alone = history(NumpyEngine(group("adagrad"), [members[i]]), 7)[3:, 0]
+        alone = history(NumpyEngine(group(), [members[i]]), 7)[3:, 0]
         np.testing.assert_allclose(kept[:, col], alone, rtol=1e-12, atol=0)
     with pytest.raises(NumpyEngineError, match=r"bool mask of shape \(2,\)"):
         engine.keep(np.array([True, False, True]))
@@ -181,8 +181,8 @@ def test_keep_drops_members_and_keeps_order():
 
 def test_spelled_turns_true_and_export_generates_the_word():
     word = make_example("edgement")
-    spec = group("adagrad", word=word, hidden=10, init="uniform")
-    engine = NumpyEngine(spec, [MemberSpec(seed=0, hparams={"lr": 0.3})])
+    spec = group(word=word, hidden=10, init="uniform")
+    engine = NumpyEngine(spec, [MemberSpec(seed=0, hparams={"lr": 0.3}, optimizer="adagrad")])
     for epoch in range(300):
         loss, spelled = engine.step()
         if spelled[0]:
@@ -198,9 +198,9 @@ def test_spelled_turns_true_and_export_generates_the_word():
 
 
 def test_float32_engine_tracks_float64():
-    members = [MemberSpec(seed=1, hparams={"lr": 0.1})]
-    h64 = history(NumpyEngine(group("adagrad", init="uniform"), members), 10)
-    engine32 = NumpyEngine(group("adagrad", init="uniform", dtype="float32"), members)
+    members = [MemberSpec(seed=1, hparams={"lr": 0.1}, optimizer="adagrad")]
+    h64 = history(NumpyEngine(group(init="uniform"), members), 10)
+    engine32 = NumpyEngine(group(init="uniform", dtype="float32"), members)
     assert engine32.params["W_hh"].dtype == np.float32
     h32 = history(engine32, 10)
     assert h32.dtype == np.float64
@@ -211,7 +211,7 @@ def test_float32_engine_tracks_float64():
 def test_bad_groups_are_refused_with_a_clear_message():
     member = [MemberSpec(seed=0, hparams={"lr": 0.1})]
     with pytest.raises(NumpyEngineError, match="only sgd and adagrad.*'rmsprop'"):
-        NumpyEngine(group("rmsprop"), member)
+        NumpyEngine(group(), [MemberSpec(seed=0, hparams={"lr": 0.1}, optimizer="rmsprop")])
     with pytest.raises(NumpyEngineError, match="clip must be a positive number.*-1"):
         NumpyEngine(group(clip=-1), member)
     with pytest.raises(ValueError, match="init.*'zeros'"):
@@ -232,6 +232,24 @@ def test_a_diverging_member_leaves_the_others_alone():
     assert not np.isfinite(batch[-1, 0])
     alone = history(NumpyEngine(spec, members[1:]), 6)[:, 0]
     np.testing.assert_allclose(batch[:, 1], alone, rtol=1e-12, atol=0)
+
+
+def test_one_batch_mixes_sgd_and_adagrad():
+    """SGD (with and without nesterov) and Adagrad members interleaved in one batch, then some
+    leave: each still follows its single run."""
+    specs = [("sgd", {"lr": 0.3, "momentum": 0.9}, (("nesterov", True),)), ("adagrad", {"lr": 0.3}, ()),
+             ("sgd", {"lr": 0.2}, ()), ("adagrad", {"lr": 0.1, "lr_decay": 0.01}, ()),
+             ("sgd", {"lr": 0.1, "momentum": 0.5}, (("nesterov", True),)), ("sgd", {"lr": 0.05}, ())]
+    members = [MemberSpec(seed=s, hparams=h, optimizer=o, flags=f) for s, (o, h, f) in enumerate(specs)]
+    spec = group(init="uniform")
+    engine = NumpyEngine(spec, members)
+    first = history(engine, 4)
+    mask = np.array([True, True, False, True, False, True])
+    engine.keep(mask)
+    rest = history(engine, 6)
+    for col, i in enumerate(np.flatnonzero(mask)):
+        alone = history(NumpyEngine(spec, [members[i]]), 10)[:, 0]
+        np.testing.assert_allclose(np.r_[first[:, i], rest[:, col]], alone, rtol=1e-12, atol=0)
 
 
 def test_keeping_no_member_leaves_an_empty_batch():

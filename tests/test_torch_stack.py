@@ -16,13 +16,17 @@ TORCH_OPTIM = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad": torc
                "rmsprop": torch.optim.RMSprop}
 
 
-def make_group(optimizer="rmsprop", flags=None, *, hidden=5, bias=True, num_layers=1,
-               nonlinearity="tanh", dtype="float64", example=EXAMPLE):
+def make_group(*, hidden=5, bias=True, num_layers=1, nonlinearity="tanh", dtype="float64",
+               example=EXAMPLE):
     return GroupSpec(model="torch_rnn", vocab_size=len(example.vocab),
                      inputs=tuple(example.inputs.tolist()), targets=tuple(example.targets.tolist()),
-                     hidden_size=hidden, bias=bias, optimizer=optimizer,
+                     hidden_size=hidden, bias=bias,
                      model_args=(("num_layers", num_layers), ("nonlinearity", nonlinearity)),
-                     flags=tuple((flags or {}).items()), dtype=dtype)
+                     dtype=dtype)
+
+
+def make_member(seed, hparams=None, optimizer="rmsprop", flags=None) -> MemberSpec:
+    return MemberSpec(seed, dict(hparams or {}), optimizer, tuple((flags or {}).items()))
 
 
 def build_single(group: GroupSpec, seed: int) -> nn.Module:
@@ -33,10 +37,10 @@ def build_single(group: GroupSpec, seed: int) -> nn.Module:
 def single_run(group: GroupSpec, member: MemberSpec, epochs: int):
     """The plain loop: zero_grad, forward, loss, backward, step. -> losses, spelled, final state."""
     model = build_single(group, member.seed)
-    kwargs = dict(member.hparams, **dict(group.flags))
+    kwargs = dict(member.hparams, **dict(member.flags))
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    optimizer = TORCH_OPTIM[group.optimizer](model.parameters(), **kwargs)
+    optimizer = TORCH_OPTIM[member.optimizer](model.parameters(), **kwargs)
     inputs, targets = torch.tensor(group.inputs), torch.tensor(group.targets)
     criterion = nn.CrossEntropyLoss()
     losses, spelled = [], []
@@ -131,41 +135,62 @@ OPTIMIZER_CASES = [
 @pytest.mark.parametrize("optimizer,flags,hparams", OPTIMIZER_CASES,
                          ids=[f"{c[0]}-{'-'.join(c[1]) or 'plain'}" for c in OPTIMIZER_CASES])
 def test_members_match_single_runs(optimizer, flags, hparams):
-    members = [MemberSpec(seed, hp) for seed, hp in zip([0, 1, 2, 3], hparams)]
-    assert_matches_single_runs(make_group(optimizer, flags), members)
+    members = [make_member(seed, hp, optimizer, flags) for seed, hp in zip([0, 1, 2, 3], hparams)]
+    assert_matches_single_runs(make_group(), members)
+
+
+def test_one_batch_mixes_optimizers_and_flags():
+    """Every optimizer and flag case of OPTIMIZER_CASES in one batch, interleaved so that some
+    optimizers' members are not contiguous (gathered) and some are (views), then members leave:
+    each member still follows its own single run."""
+    cases = [(optimizer, flags, hp) for optimizer, flags, hps in OPTIMIZER_CASES for hp in hps[:2]]
+    members = [make_member(i % 7, hp, optimizer, flags) for i, (optimizer, flags, hp) in enumerate(cases)]
+    members = members[1::2] + members[::2]  # each case's two members now far apart
+    members += [make_member(9, dict(lr=0.01 * k), "adagrad") for k in range(1, 4)]  # one contiguous run
+    assert_matches_single_runs(make_group(), members, epochs=60)
+    engine = TorchStackEngine(make_group(), members)
+    for _ in range(20):
+        engine.step()
+    mask = np.arange(len(members)) % 3 != 1
+    engine.keep(mask)
+    rest = np.stack([engine.step()[0] for _ in range(40)], 1)
+    for j, i in enumerate(np.flatnonzero(mask)):
+        ref, _, _ = single_run(make_group(), members[i], 60)
+        np.testing.assert_allclose(rest[j], ref[20:], rtol=1e-9, err_msg=f"member {i} {members[i]}")
 
 
 @pytest.mark.parametrize("num_layers,nonlinearity,bias", [(2, "tanh", True), (1, "tanh", False), (1, "relu", True),
                                                           (2, "relu", False)])
 def test_model_variants_match_single_runs(num_layers, nonlinearity, bias):
-    group = make_group("adam", {"amsgrad": True}, num_layers=num_layers, nonlinearity=nonlinearity, bias=bias)
-    members = [MemberSpec(0, dict(lr=0.01)), MemberSpec(3, dict(lr=0.02, betas=(0.8, 0.95)))]
+    group = make_group(num_layers=num_layers, nonlinearity=nonlinearity, bias=bias)
+    members = [make_member(0, dict(lr=0.01), "adam", {"amsgrad": True}),
+               make_member(3, dict(lr=0.02, betas=(0.8, 0.95)), "adam", {"amsgrad": True})]
     assert_matches_single_runs(group, members)
 
 
 def test_same_seed_different_hparams_and_same_hparams_different_seeds():
-    members = [MemberSpec(0, dict(lr=0.01)), MemberSpec(0, dict(lr=0.02)), MemberSpec(1, dict(lr=0.01))]
-    losses, _ = assert_matches_single_runs(make_group("rmsprop"), members, epochs=30)
+    members = [make_member(0, dict(lr=0.01)), make_member(0, dict(lr=0.02)), make_member(1, dict(lr=0.01))]
+    losses, _ = assert_matches_single_runs(make_group(), members, epochs=30)
     assert len({tuple(row) for row in losses}) == 3
 
 
 def test_reports_setting_matches_until_chaos_takes_over():
     """RMSprop lr 0.4, alpha 0.5, eps 1e-18 is chaotic: a 1e-15 nudge of torch's own run grows to a
     percent within 100 epochs, so only the start of the trajectory can be compared."""
-    members = [MemberSpec(s, dict(lr=0.4, alpha=0.5, eps=1e-18)) for s in (0, 1)]
-    assert_matches_single_runs(make_group("rmsprop"), members, epochs=6, rtol=1e-9)
+    members = [make_member(s, dict(lr=0.4, alpha=0.5, eps=1e-18)) for s in (0, 1)]
+    assert_matches_single_runs(make_group(), members, epochs=6, rtol=1e-9)
 
 
 def test_spelled_becomes_true_when_the_word_is_learned():
-    _, losses, spelled = stacked_run(make_group("adam"), [MemberSpec(0, dict(lr=0.1))], epochs=100)
+    _, losses, spelled = stacked_run(make_group(), [make_member(0, dict(lr=0.1), "adam")], epochs=100)
     assert not spelled[0, 0] and spelled[0, -1] and losses[0, -1] < 0.05
 
 
 def test_longer_word_and_other_hidden_size():
     example = make_example("Acknowledgement")
-    group = make_group("adagrad", hidden=9, example=example)
-    assert_matches_single_runs(group, [MemberSpec(4, dict(lr=0.1)), MemberSpec(5, dict(lr=0.05, eps=1e-18))],
-                               epochs=40)
+    group = make_group(hidden=9, example=example)
+    assert_matches_single_runs(group, [make_member(4, dict(lr=0.1), "adagrad"),
+                                       make_member(5, dict(lr=0.05, eps=1e-18), "adagrad")], epochs=40)
 
 
 # ---- keep ---------------------------------------------------------------------------------------
@@ -174,8 +199,8 @@ def test_longer_word_and_other_hidden_size():
                                                 ("adam", {"amsgrad": True}, {}),
                                                 ("sgd", {"nesterov": True}, dict(momentum=0.9))])
 def test_keep_removes_members_without_disturbing_the_others(optimizer, flags, hp):
-    group = make_group(optimizer, flags)
-    members = [MemberSpec(s, dict(hp, lr=0.01 * (s + 1))) for s in range(5)]
+    group = make_group()
+    members = [make_member(s, dict(hp, lr=0.01 * (s + 1)), optimizer, flags) for s in range(5)]
     _, full_losses, full_spelled = stacked_run(group, members, 60)
     engine = TorchStackEngine(group, members)
     first = [engine.step()[0] for _ in range(20)]
@@ -192,7 +217,7 @@ def test_keep_removes_members_without_disturbing_the_others(optimizer, flags, hp
 
 
 def test_keep_everything_and_nothing():
-    engine = TorchStackEngine(make_group(), [MemberSpec(s, dict(lr=0.01)) for s in range(3)])
+    engine = TorchStackEngine(make_group(), [make_member(s, dict(lr=0.01)) for s in range(3)])
     engine.step()
     engine.keep(np.ones(3, bool))
     assert engine.step()[0].shape == (3,)
@@ -206,8 +231,8 @@ def test_keep_everything_and_nothing():
 @pytest.mark.parametrize("optimizer,hp", [("adam", dict(lr=0.01)), ("rmsprop", dict(lr=0.01, alpha=0.9)),
                                           ("sgd", dict(lr=0.3, momentum=0.5)), ("adagrad", dict(lr=0.1))])
 def test_float32_agrees_with_single_float32_runs(optimizer, hp):
-    group = make_group(optimizer, dtype="float32")
-    members = [MemberSpec(0, hp), MemberSpec(1, dict(hp, lr=hp["lr"] / 2))]
+    group = make_group(dtype="float32")
+    members = [make_member(0, hp, optimizer), make_member(1, dict(hp, lr=hp["lr"] / 2), optimizer)]
     engine, losses, _ = stacked_run(group, members, 100)
     for i, member in enumerate(members):
         ref_losses, _, ref_state = single_run(group, member, 100)
@@ -248,7 +273,9 @@ def test_bad_members_and_masks_are_named():
     with pytest.raises(StackConfigError, match="at least one member"):
         TorchStackEngine(make_group(), [])
     with pytest.raises(OptimizerConfigError, match="member 1 alpha=-0.5"):
-        TorchStackEngine(make_group(), [MemberSpec(0), MemberSpec(1, dict(alpha=-0.5))])
+        TorchStackEngine(make_group(), [make_member(0), make_member(1, dict(alpha=-0.5))])
+    with pytest.raises(OptimizerConfigError, match="unknown optimizer 'lbfgs'"):
+        TorchStackEngine(make_group(), [make_member(0), make_member(1, optimizer="lbfgs")])
     engine = TorchStackEngine(make_group(), [MemberSpec(0), MemberSpec(1)])
     with pytest.raises(StackConfigError, match="mask must be a bool array of shape"):
         engine.keep(np.array([1, 0]))

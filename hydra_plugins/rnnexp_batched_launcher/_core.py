@@ -238,12 +238,10 @@ def _json(o: Any, pad: str) -> str:
 
 def batch_key(container: dict, base: Optional[Base] = None) -> Optional[str]:
     """Jobs with equal keys share a GroupSpec and epochs, so train_group takes them as one batch:
-    the whole run config except what a member owns (seed, the optimizer's numeric arguments).
-    None where an interpolation could make equal texts differ (then the config is validated and
-    its GroupSpec is the key). `base`: the base the container shares entries with, whose texts
-    are then made once."""
-    from rnnexp.engine import BOOL_OPTIMIZER_ARGS
-
+    the whole run config except what a member owns (its seed and its optimizer). None where an
+    interpolation could make equal texts differ (then the config is validated and its GroupSpec
+    is the key). `base`: the base the container shares entries with, whose texts are then made
+    once."""
     shared = base.container if base is not None else {}
     parts = []
     for k, v in container.items():
@@ -256,9 +254,17 @@ def batch_key(container: dict, base: Optional[Base] = None) -> Optional[str]:
         else:
             text = f"{k!r}: {v!r}"
         parts.append(text)
-    flags = {k: v for k, v in container["optimizer"].items() if k == "name" or k in BOOL_OPTIMIZER_ARGS}
-    key = f"({{{', '.join(parts)}}}, {flags!r})"  # repr((run config less the members', flags))
+    key = "{" + ", ".join(parts) + "}"  # repr(run config less the member's)
     return None if "${" in key else key
+
+
+def optimizer_order(container: dict) -> str:
+    """Sorts a batch's jobs so that each optimizer (type and flags) is one run of members, which
+    its stacked optimizer then steps as a view (rnnexp.engine.mixed)."""
+    from rnnexp.engine import BOOL_OPTIMIZER_ARGS
+
+    optimizer = container.get("optimizer") or {}
+    return repr([(k, v) for k, v in optimizer.items() if k == "name" or k in BOOL_OPTIMIZER_ARGS])
 
 
 # ---------------------------------------------------------------------------- the launch
@@ -355,7 +361,7 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
     composer: JobComposer = launcher.composer
     n = len(job_overrides)
     returns: list[Optional[JobReturn]] = [None] * n
-    groups: dict[Any, list[int]] = {}
+    groups: dict[Any, list[tuple[str, int]]] = {}  # batch key -> (optimizer order, job)
     echo = _Echo(launcher.progress, n)
     timer = launcher.timer = _Timer()
     working_dir, task_name = os.getcwd(), JobRuntime.instance().get("name")
@@ -412,7 +418,7 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
             if key is None:
                 cfg = cfg if cfg is not None else composer.finish(prepared, idx).cfg
                 key = (group_spec(cfg, validate(cfg)), int(cfg.train.epochs))
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(key, []).append((optimizer_order(container), i))
         except Exception as e:  # noqa: BLE001 - a bad job fails alone, its .hydra files written
             try:
                 job = job or composer.finish(prepared, idx)
@@ -427,7 +433,8 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
         for i, overrides in enumerate(job_overrides):
             place(i, overrides)
 
-    batches = [chunk for members in groups.values() for chunk in _chunks(members, launcher.max_batch)]
+    batches = [chunk for members in groups.values()
+               for chunk in _chunks([i for _, i in sorted(members)], launcher.max_batch)]
     del groups
     log.info(f"Batched launcher: {n} jobs in {len(batches)} batches, sweep output dir: "
              f"{config.hydra.sweep.dir}")

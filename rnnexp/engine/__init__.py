@@ -1,8 +1,10 @@
 """Engines: what the one training loop (rnnexp.train) drives.
 
 An engine trains a *group* of members, configurations that share everything that fixes tensor
-shapes and code paths (model, word, hidden size, optimizer type, boolean flags, dtype, device) and
-differ only in numbers (seed, learning rate, alpha, betas, eps, ...). A single run is a group of one.
+shapes (model, word, hidden size, layers, dtype, device) and differ in their seed and their
+optimizer: its type, its boolean flags and its numbers (learning rate, alpha, betas, eps, ...).
+Members under the same optimizer and flags step under one stacked optimizer (rnnexp.engine.mixed).
+A single run is a group of one.
 
 Every engine offers the same three calls:
 
@@ -37,27 +39,24 @@ class GroupSpec:
     targets: tuple[int, ...]  # word[1:]
     hidden_size: int
     bias: bool
-    optimizer: str  # "sgd" | "adam" | "adagrad" | "rmsprop"
     # numpy_rnn: init ("randn"|"uniform"), loss_reduction ("sum"|"mean"), clip (float|None)
     # torch_rnn: num_layers (int), nonlinearity ("tanh"|"relu")
     model_args: tuple[tuple[str, Any], ...] = ()
-    flags: tuple[tuple[str, bool], ...] = ()  # the optimizer's boolean arguments
     dtype: str = "float64"  # "float32" | "float64"
     device: str = "cpu"  # "cpu" | "cuda" (already resolved from "auto")
 
     def model_arg(self, key: str, default=None):
         return dict(self.model_args).get(key, default)
 
-    def flag(self, key: str) -> bool:
-        return bool(dict(self.flags).get(key, False))
-
 
 @dataclass
 class MemberSpec:
-    """What one member owns: its seed and the numeric optimizer arguments (torch.optim names)."""
+    """What one member owns: its seed and its optimizer (torch.optim names and defaults)."""
 
     seed: int
     hparams: dict[str, Any] = field(default_factory=dict)  # lr, momentum, betas (a pair), eps, ...
+    optimizer: str = "sgd"  # "sgd" | "adam" | "adagrad" | "rmsprop"
+    flags: tuple[tuple[str, bool], ...] = ()  # the optimizer's boolean arguments
 
 
 class Engine(Protocol):

@@ -1,7 +1,7 @@
 """The NumPy engine: a group of NumpyRNN members trained as one stacked computation.
 
-Members share the word, sizes, init scheme, loss reduction, clipping, optimizer type and flags;
-each has its own seed and its own numeric optimizer arguments. The optimizers below are NumPy
+Members share the word, sizes, init scheme, loss reduction and clipping; each has its own seed and
+its own optimizer (rnnexp.engine.mixed steps each optimizer's members). The optimizers below are NumPy
 versions of torch.optim.SGD and torch.optim.Adagrad (same argument names, same update order), with
 every numeric argument a per-member array of shape (M,) so one batch can mix them.
 """
@@ -13,6 +13,7 @@ import numpy as np
 
 from rnnexp.config import model_args
 from rnnexp.engine import GroupSpec, MemberSpec
+from rnnexp.engine.mixed import MixedOptimizer
 from rnnexp.models.numpy_rnn import (INITS, REDUCTIONS, check_choice, check_sequences,
                                      init_stacked, stacked_loss_and_grads)
 
@@ -180,6 +181,16 @@ def read_model_args(group: GroupSpec) -> dict:
     return args
 
 
+def _take(params: dict, sel) -> dict:
+    """The members `sel` of stacked arrays (M, ...): views for a slice, copies for an index array."""
+    return {k: v[sel] for k, v in params.items()}
+
+
+def _put(params: dict, sel, part: dict) -> None:
+    for k, v in params.items():
+        v[sel] = part[k]
+
+
 class NumpyEngine:
     """Engine protocol (rnnexp.engine) for model "numpy_rnn"."""
 
@@ -195,8 +206,8 @@ class NumpyEngine:
         args = read_model_args(group)
         self.inputs, self.targets = check_sequences(group.inputs, group.targets, group.vocab_size)
         self.reduction, self.clip = args["loss_reduction"], args["clip"]
-        self.optimizer = make_optimizer(group.optimizer, [m.hparams for m in members],
-                                        dict(group.flags))
+        self.optimizer = MixedOptimizer(members, make_optimizer, take=_take, put=_put,
+                                        keep=lambda optimizer, mask: optimizer.keep(mask))
         self.params = init_stacked(group.vocab_size, group.hidden_size, [m.seed for m in members],
                                    init=args["init"], bias=group.bias, dtype=DTYPES[group.dtype])
 

@@ -24,8 +24,8 @@ class TorchModuleEngine:
                            nonlinearity=group.model_arg("nonlinearity", "tanh"), bias=group.bias,
                            dtype=group.dtype, device=group.device)
         args = dict(member.hparams)
-        args.update(group.flags)
-        self.optimizer = TORCH_OPTIMIZERS[group.optimizer](self.model.parameters(), **args)
+        args.update(member.flags)
+        self.optimizer = TORCH_OPTIMIZERS[member.optimizer](self.model.parameters(), **args)
         self.inputs = torch.tensor(group.inputs, device=group.device)
         self.targets = torch.tensor(group.targets, device=group.device)
         self.criterion = nn.CrossEntropyLoss()

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from rnnexp.config import model_args
 from rnnexp.engine import GroupSpec, MemberSpec
+from rnnexp.engine.mixed import MixedOptimizer
 from rnnexp.engine.stacked_optim import make_optimizer
 from rnnexp.models.torch_rnn import DTYPES
 
@@ -228,6 +229,15 @@ class StackedCharRNN:
 
 # ---- the engine -------------------------------------------------------------------------------
 
+def _take(x: Tensor, sel) -> Tensor:
+    """The members `sel` of a (P, M) buffer: a view for a slice, a copy for an index array."""
+    return x[:, sel] if isinstance(sel, slice) else x[:, torch.as_tensor(sel, device=x.device)]
+
+
+def _put(x: Tensor, sel, part: Tensor) -> None:
+    x[:, torch.as_tensor(sel, device=x.device)] = part
+
+
 @functools.cache
 def keep_freed_memory_for_reuse() -> bool:
     """PyTorch's CPU tensors come from plain malloc, and glibc returns every freed block above
@@ -287,8 +297,14 @@ class TorchStackEngine:
         self.shapes = self.model.shapes
         self._set_params(initial_flat([m.seed for m in members], self.shapes, group.hidden_size,
                                       self.dtype, self.device))
-        self.optimizer = make_optimizer(group.optimizer, [m.hparams for m in members], dict(group.flags),
-                                        dtype=self.dtype, device=self.device)
+        self.optimizer = MixedOptimizer(members, self._make_optimizer, take=_take, put=_put,
+                                        keep=self._keep_members)
+
+    def _make_optimizer(self, name: str, hparams: list, flags: dict):
+        return make_optimizer(name, hparams, flags, dtype=self.dtype, device=self.device)
+
+    def _keep_members(self, optimizer, mask: np.ndarray) -> None:
+        optimizer.keep(torch.as_tensor(np.flatnonzero(mask), dtype=torch.long, device=self.device))
 
     def _set_params(self, flat: Tensor) -> None:
         self.flat = flat  # (P, M)
@@ -312,7 +328,7 @@ class TorchStackEngine:
                                    f"got {mask.dtype} {mask.shape}")
         index = torch.as_tensor(np.flatnonzero(mask), dtype=torch.long, device=self.device)
         self._set_params(self.flat[:, index].contiguous())
-        self.optimizer.keep(index)
+        self.optimizer.keep(mask)
 
     def export(self, i: int) -> dict[str, np.ndarray]:
         if not -self.num_members <= i < self.num_members:
