@@ -100,27 +100,48 @@ def matvec_t(W: Tensor, y: Tensor) -> Tensor:
     return (W * y.unsqueeze(-2)).sum(-3)
 
 
+# A product over all T steps at once builds a (T, R, C, M) temporary: one op, which is faster while
+# that temporary is small (the per-op cost dominates at small M), and slower once it leaves the
+# cache; beyond this many elements the products go column by column instead (about M = 1000 at
+# T = 8, V = 6, H = 5 on a 2-core x86 machine, where both ways cost the same).
+BROADCAST_LIMIT = 1 << 18
+
+
+def _broadcast(T: int, R: int, C: int, M: int) -> bool:
+    return T * R * C * M <= BROADCAST_LIMIT
+
+
 def matvec_steps(W: Tensor, x: Tensor) -> Tensor:
-    """W (R, C, M), x (T, C, M) -> (T, R, M): W @ x_t for every step, accumulated column by column
-    so that no (T, R, C, M) temporary is built (it would not fit in cache at large M)."""
+    """W (R, C, M), x (T, C, M) -> (T, R, M): W @ x_t for every step; column by column at large M,
+    so that no (T, R, C, M) temporary is built (it would not fit in cache)."""
+    (R, C, M), T = W.shape, x.shape[0]
+    if _broadcast(T, R, C, M):
+        return (W * x.unsqueeze(1)).sum(2)
     out = W[:, 0] * x[:, 0].unsqueeze(1)
-    for c in range(1, W.shape[1]):
+    for c in range(1, C):
         out.addcmul_(W[:, c], x[:, c].unsqueeze(1))
     return out
 
 
 def matvec_t_steps(W: Tensor, y: Tensor) -> Tensor:
-    """W (R, C, M), y (T, R, M) -> (T, C, M): W^T @ y_t for every step, row by row."""
+    """W (R, C, M), y (T, R, M) -> (T, C, M): W^T @ y_t for every step (row by row at large M)."""
+    (R, C, M), T = W.shape, y.shape[0]
+    if _broadcast(T, R, C, M):
+        return (W * y.unsqueeze(2)).sum(1)
     out = W[0] * y[:, 0].unsqueeze(1)
-    for r in range(1, W.shape[0]):
+    for r in range(1, R):
         out.addcmul_(W[r], y[:, r].unsqueeze(1))
     return out
 
 
 def outer_sum(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
-    """a (T, R, M), b (T, C, M) -> out (R, C, M) = per-member sum_t a_t b_t^T, step by step."""
+    """a (T, R, M), b (T, C, M) -> out (R, C, M) = per-member sum_t a_t b_t^T (step by step at
+    large M)."""
+    (T, R, M), C = a.shape, b.shape[1]
+    if _broadcast(T, R, C, M):
+        return torch.sum(a.unsqueeze(2) * b.unsqueeze(1), 0, out=out)
     torch.mul(a[0].unsqueeze(1), b[0].unsqueeze(0), out=out)
-    for t in range(1, a.shape[0]):
+    for t in range(1, T):
         out.addcmul_(a[t].unsqueeze(1), b[t].unsqueeze(0))
     return out
 
