@@ -166,8 +166,11 @@ def run_steps(steps: list[Step], opts: Options) -> StepOutcome:
                 sweep_bar.set_postfix_str(step.name)
                 sweep_bar.update(1)
 
+        # the largest first (the study before the table sweeps): the others fill the other
+        # worker meanwhile, instead of the largest starting last and running alone
+        order = sorted(steps, key=lambda s: -s.planned_runs())
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-            futures = [pool.submit(run_one, step) for step in steps]
+            futures = [pool.submit(run_one, step) for step in order]
             try:
                 for future in futures:
                     future.result()

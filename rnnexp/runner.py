@@ -14,9 +14,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,6 +96,12 @@ def run_train(args: Sequence[str], log_path: Path, launcher: str,
 def run_module(module: str, prog: str, args: Sequence[str], log_path: Path, launcher: str,
                on_poll: Optional[Callable[[], None]] = None, stop: threading.Event = STOP) -> None:
     """`python -m module args` (the console script `prog`) in a child process, as run_train."""
+    start_module(module, prog, args, log_path, launcher).wait(on_poll, stop)
+
+
+def start_module(module: str, prog: str, args: Sequence[str], log_path: Path,
+                 launcher: str) -> "Child":
+    """`python -m module args` started in the background, its output appended to log_path."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
@@ -101,20 +109,70 @@ def run_module(module: str, prog: str, args: Sequence[str], log_path: Path, laun
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log,
                                 stderr=subprocess.STDOUT, env=child_env(launcher))
+    return Child(proc, log_path)
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt in the block (main thread only), so that a process
+    stopped by its own parent (rnnexp-reproduce stopping rnnexp-study) stops its children as an
+    interrupt would, instead of leaving them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+class Child:
+    """A child process of this one (start_module), its output in log_path."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path):
+        self.proc, self.log_path = proc, log_path
+        self.started = time.perf_counter()
+        self.ended: Optional[float] = None  # when it exited (perf_counter), seen by a watcher
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        self.ended = time.perf_counter()
+
+    @property
+    def wall_s(self) -> Optional[float]:
+        return None if self.ended is None else self.ended - self.started
+
+    def wait(self, on_poll: Optional[Callable[[], None]] = None,
+             stop: threading.Event = STOP) -> None:
+        """Until it exits; on_poll every POLL_S and once after. When `stop` is set or this
+        process is interrupted, the child is terminated and KeyboardInterrupt raised. StepFailed
+        when it exits non-zero."""
         try:
-            while proc.poll() is None:
+            while self.proc.poll() is None:
                 if stop.wait(POLL_S):
                     raise KeyboardInterrupt
                 if on_poll is not None:
                     on_poll()
         except BaseException:
-            proc.terminate()  # our own child: an interrupt of the orchestrator stops it too
-            proc.wait()
+            self.terminate()  # our own child: an interrupt of the orchestrator stops it too
             raise
-    if on_poll is not None:
-        on_poll()
-    if proc.returncode != 0:
-        raise StepFailed(f"{last_error(log_path)} (log: {log_path})")
+        if self.ended is None:  # exited before its watcher thread noted it
+            self.ended = time.perf_counter()
+        if on_poll is not None:
+            on_poll()
+        if self.proc.returncode != 0:
+            raise StepFailed(f"{last_error(self.log_path)} (log: {self.log_path})")
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
 
 
 # ---------------------------------------------------------------------------------- in process
@@ -235,6 +293,10 @@ class Runner:
     in_process: bool = False
     on_poll: Optional[Callable[[], None]] = None
     stop: threading.Event = STOP
+
+    def __post_init__(self) -> None:
+        if self.in_process:
+            _switches()  # before any log handler (Optuna's, at its import) binds to the console
 
     def train(self, args: Sequence[str], log_path: Path) -> None:
         if self.in_process:

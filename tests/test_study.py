@@ -191,8 +191,11 @@ def test_param_overrides_put_the_optimizer_group_first():
 @pytest.mark.slow
 def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
     results = tmp_path / "results"
-    proc = run_cli("rnnexp-study", "--quick", "--results", str(results), cwd=tmp_path, timeout=600)
+    proc = run_cli("rnnexp-study", "--quick", "--jobs", "2", "--results", str(results),
+                   cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the comparison trained in its own process, beside the search
+    assert (results / "study_runs" / "logs" / "rnnexp-study-comparison.log").exists()
     out = results / "study"
     for name in ("study.yaml", "validation.csv", "validation.md", "validation_runs.csv",
                  "loss_curves.png", "sampler_comparison.csv", "sampler_summary.csv",
@@ -222,3 +225,54 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
     again = search.run_study(Results(results.resolve()), QUICK, Runner("basic"))
     assert sum(again["trials"].values()) == sum(
         OmegaConf.load(out / "study.yaml").search.trials.values())
+
+
+@pytest.mark.slow
+def test_the_comparison_beside_the_search_gives_the_same_study(tmp_path):
+    """--jobs 2 (the comparison in a second process) and --jobs 1 (every step in turn) train the
+    same trials and write the same numbers."""
+    outs = {}
+    for jobs in ("1", "2"):
+        results = tmp_path / f"jobs{jobs}"
+        proc = run_cli("rnnexp-study", "--quick", "--jobs", jobs, "--results", str(results),
+                       cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outs[jobs] = results / "study"
+    assert (tmp_path / "jobs2" / "study_runs" / "logs" / "rnnexp-study-comparison.log").exists()
+    assert not (tmp_path / "jobs1" / "study_runs" / "logs" / "rnnexp-study-comparison.log").exists()
+    for name in ("sampler_comparison.csv", "validation.csv", "validation_runs.csv"):
+        assert (outs["1"] / name).read_text() == (outs["2"] / name).read_text(), name
+    one, two = (pd.read_csv(outs[j] / "search" / "trials.csv") for j in ("1", "2"))
+    params = [c for c in one if c.startswith("params_")] + ["value"]
+    pd.testing.assert_frame_equal(one[params], two[params])
+
+
+@pytest.mark.slow
+def test_a_terminated_study_stops_its_comparison_and_resumes(tmp_path):
+    """rnnexp-reproduce stops rnnexp-study with SIGTERM: the comparison's process ends with it
+    (no orphan keeps training), and the same command then finishes the study."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "rnnexp.cli.study", "--quick", "--jobs", "2",
+            "--results", str(results)]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = results / "study_runs" / "logs" / "rnnexp-study-comparison.log"
+    deadline = time.monotonic() + 120
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.exists(), proc.communicate()[0]
+    time.sleep(1.0)  # the comparison's child is starting or training
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    children = subprocess.run(["pgrep", "-f", f"--only comparison.*{results}"],
+                              capture_output=True, text=True).stdout.split()
+    assert children == [], f"comparison processes left running: {children}"
+    again = run_cli("rnnexp-study", "--quick", "--jobs", "2", "--results", str(results),
+                    cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (results / "study" / "sampler_comparison.csv").exists()

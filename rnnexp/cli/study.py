@@ -3,11 +3,13 @@ comparison) into RESULTS/study/. Resumable: the same command continues where it 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Optional
 
-from rnnexp.cli import OneLineParser, add_launcher_option, add_results_option, guarded
+from rnnexp.cli import (OneLineParser, add_launcher_option, add_results_option, guarded,
+                        positive_int)
 from rnnexp.results import Results, results_lock
 
 PROG = "rnnexp-study"
@@ -19,6 +21,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Fastest-convergence study (hidden 5, 'edgement'): search, validation on "
                     "fresh seeds, sampler comparison; outputs in RESULTS/study/.")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (CI)")
+    parser.add_argument("--only", choices=["comparison"],
+                        help="run one step alone (the sampler comparison needs nothing of the "
+                             "search)")
+    parser.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
+                        help="processes at a time: with 2, the sampler comparison trains in a "
+                             "second process beside the search (default: %(default)s)")
     add_results_option(parser)
     add_launcher_option(parser)
     return parser.parse_args(argv)
@@ -32,22 +40,32 @@ def main(argv: Optional[list[str]] = None) -> None:
     def body() -> dict:
         from rnnexp.runner import Runner, resolve_launcher
         from rnnexp.study import FULL, QUICK, run_all
-        from rnnexp.study.run import Progress, planned_runs
+        from rnnexp.study.run import Progress, effective_budget, planned_runs
+        from rnnexp.study.samplers import compare_samplers
 
         budget = QUICK if args.quick else FULL
         results.root.mkdir(parents=True, exist_ok=True)
+        if args.only == "comparison":
+            with results_lock(results.root, PROG):
+                runner = Runner(resolve_launcher(args.launcher), in_process=True)
+                return compare_samplers(results, effective_budget(budget, runner.launcher), runner)
         # one writer per results dir, as for rnnexp-reproduce and rnnexp-report
         with results_lock(results.root, PROG), progress_bar(planned_runs(budget)) as bar:
             progress = Progress(results, budget, bar.n, bar.advance)
             # every step in this process: one start-up for the whole study
             runner = Runner(resolve_launcher(args.launcher), in_process=True,
                             on_poll=progress.poll)
-            summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]))
+            summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]),
+                              jobs=args.jobs)
             progress.poll(force=True)
             return summary
 
     start = time.perf_counter()
     summary = guarded(PROG, body, interrupted="run the same command again to continue")
+    if args.only == "comparison":
+        print(f"sampler comparison: outputs in {results.study.resolve()}; took "
+              f"{time.perf_counter() - start:.1f} s")
+        return
     print_summary(summary, results, time.perf_counter() - start)
 
 

@@ -3,6 +3,7 @@ rnnexp-reproduce (`StudyStep`)."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
@@ -10,9 +11,10 @@ from omegaconf import OmegaConf
 
 from rnnexp.results import (Results, count_finished, json_safe, lock_held_by_parent,
                             write_if_changed)
-from rnnexp.runner import STOP, Runner, StepFailed, StepOutcome, run_module
+from rnnexp.runner import (STOP, Child, Runner, StepFailed, StepOutcome, run_module, start_module,
+                           terminate_as_interrupt)
 from rnnexp.study.samplers import compare_samplers, compare_studies
-from rnnexp.study.search import run_study, trials_span_s
+from rnnexp.study.search import run_study, study_is_full, trials_span_s
 from rnnexp.study.section import SECTION, SUMMARY, report_section
 from rnnexp.study.progress import StudyWatch
 from rnnexp.study.spec import FULL, QUICK, STUDY_CONFIG, Budget
@@ -23,25 +25,38 @@ PROGRESS_S = 2.0  # seconds between two counts of the study's progress
 
 
 def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = None,
-            command: str = "rnnexp-study") -> dict:
+            command: str = "rnnexp-study", jobs: int = 1) -> dict:
     """Search, validate, compare samplers; study.yaml records what ran and how long it took.
     The runner says how each step trains (in this process or in children) and what to call for
-    progress; an interrupt ends the running step, and the same call resumes later."""
+    progress; an interrupt ends the running step, and the same call resumes later. With jobs > 1
+    the sampler comparison, which needs nothing of the search, trains in a child process
+    (`rnnexp-study --only comparison`) while the search and validation train here."""
     results = Results(results.root.resolve())  # the steps get absolute paths
     runner = runner or Runner()
     launcher = runner.launcher
-    budget = budget.scaled_for_batched() if launcher == "batched" else budget.resolved()
+    # a child runs the budget it is told with --quick or without: FULL or QUICK only
+    child_quick = {FULL: False, QUICK: True}.get(budget)
+    budget = effective_budget(budget, launcher)
     timings = {}
     start = time.perf_counter()
     runs_before = count_finished(results.study_runs, "**")
-    search = run_study(results, budget, runner)
-    timings["search_s"] = search.pop("wall_time_s")
-    t = time.perf_counter()
-    numbers = validate(results, search["best_params"], budget, runner)
-    timings["validation_s"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    compare_samplers(results, budget, runner)
-    timings["sampler_comparison_s"] = round(time.perf_counter() - t, 1)
+    comparison = None
+    if jobs > 1 and child_quick is not None and not comparison_is_full(results, budget):
+        comparison = start_comparison(results, launcher, child_quick)
+    with terminate_as_interrupt(), _stopping(comparison):
+        search = run_study(results, budget, runner)
+        timings["search_s"] = search.pop("wall_time_s")
+        t = time.perf_counter()
+        numbers = validate(results, search["best_params"], budget, runner)
+        timings["validation_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        if comparison is not None:
+            comparison.wait(runner.on_poll, runner.stop)
+    compare_samplers(results, budget, runner)  # with a child: only the comparison's files
+    timings["sampler_comparison_s"] = round(
+        comparison.wall_s if comparison is not None else time.perf_counter() - t, 1)
+    if comparison is not None:
+        timings["sampler_comparison_in_parallel"] = True
     # the steps' own wall time from the storages, which a resumed invocation does not reset
     timings["search_trials_span_s"] = search["trials_span_s"]
     timings["sampler_comparison_trials_span_s"] = round(
@@ -65,6 +80,35 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
         OmegaConf.save(OmegaConf.create(summary), results.study / SUMMARY)
     write_if_changed(results.study / SECTION, report_section(results))
     return summary
+
+
+@contextmanager
+def _stopping(child: Optional[Child]):
+    """The child ends with the block, however the block ends."""
+    try:
+        yield
+    finally:
+        if child is not None:
+            child.terminate()
+
+
+def effective_budget(budget: Budget, launcher: str) -> Budget:
+    """The budget as the study runs it under `launcher` (larger batches where they are stacked)."""
+    return budget.scaled_for_batched() if launcher == "batched" else budget.resolved()
+
+
+def comparison_is_full(results: Results, budget: Budget) -> bool:
+    return all(study_is_full(results, c.name, budget.compare_trials) for c in compare_studies(budget))
+
+
+def start_comparison(results: Results, launcher: str, quick: bool) -> Child:
+    """`rnnexp-study --only comparison` in the background, under this process's lock on the
+    results dir; its output in study_runs/logs/rnnexp-study-comparison.log."""
+    args = ["--only", "comparison", "--jobs", "1", "--results", str(results.root),
+            "--launcher", launcher, *(["--quick"] if quick else [])]
+    with lock_held_by_parent(results.root):
+        return start_module(STUDY_MODULE, "rnnexp-study", args,
+                            results.study_logs / "rnnexp-study-comparison.log", launcher)
 
 
 def _recorded(results: Results) -> Optional[dict]:
@@ -107,7 +151,7 @@ class StudyStep:
         recorded = _recorded(self.results)
         if recorded is None:
             return False
-        budget = self.budget.scaled_for_batched() if launcher == "batched" else self.budget.resolved()
+        budget = effective_budget(self.budget, launcher)
         return (recorded.get("budget") == json_safe(asdict(budget))
                 and self.done_runs() >= self.planned_runs())
 
