@@ -167,6 +167,8 @@ def test_typed_values_are_still_checked(tmp_path, hydra_loader):
 
 LEAF_JOBS = [  # key=value overrides of keys the base has: no DictConfig per job
     ["optimizer.lr=1", "seed=3", "train.epochs=20", "train.checkpoint=false"],
+    ["optimizer=adam", "optimizer.betas.0=0.5", "optimizer.betas.1=1", "optimizer.lr=2e-05"],
+    ["optimizer=adam", "optimizer.betas.1=0.25", "optimizer.eps=1.5e-12", "optimizer.lr=3"],
     ["optimizer=adam", "optimizer.betas=[0.8,0.99]", "optimizer.amsgrad=true", "model.hidden_size=4"],
     ["model=numpy_rnn", "optimizer=sgd", "model.clip=null", "converge.loss_below=1"],
     ["word='a b c'", "dtype=float32", "++hydra.job.env_set.RNNEXP_TRIAL='7'"],
@@ -206,6 +208,61 @@ def test_leaf_path_configs_equal_the_typed_ones(tmp_path, hydra_loader, defaults
             del checked["hydra"]
         assert repr(OmegaConf.to_container(checked)) == repr(
             ours if isinstance(ours, dict) else OmegaConf.to_container(ours)), overrides
+
+def test_many_values_of_one_key_equal_the_typed_configs(tmp_path, hydra_loader):
+    """After a key took one value of a type as a leaf, its node converts the next ones (a study's
+    thousands of learning rates): each job still equals Hydra's own override application, and a
+    value the node refuses still raises Hydra's error."""
+    import random
+
+    loader, master = hydra_loader(tmp_path)
+    composer = JobComposer(loader, master)
+    rng = random.Random(0)
+    lines = [[f"optimizer.lr={rng.choice([rng.random(), rng.randint(0, 9), 10 ** rng.uniform(-9, 1)])!r}",
+              f"model.hidden_size={rng.randint(1, 9)}", f"seed={rng.randint(0, 99)}",
+              f"train.checkpoint={rng.choice(['true', 'false'])}"] for _ in range(40)]
+    lines += [["optimizer=adam", f"optimizer.betas.0={rng.random()!r}", f"optimizer.betas.1={rng.randint(0, 1)}"]
+              for _ in range(20)]
+    for idx, overrides in enumerate(lines):
+        job = composer.job(overrides, idx)
+        assert job.leaf_path, overrides
+        assert repr(job.config_container()) == repr(OmegaConf.to_container(job.cfg)), overrides
+        checked = loader.load_sweep_config(master, overrides)
+        with open_dict(checked):
+            del checked["hydra"]
+        assert repr(job.config_container()) == repr(OmegaConf.to_container(checked)), overrides
+    for bad in (["model.hidden_size=1.5"], ["train.checkpoint=2.5"]):
+        with pytest.raises(Exception) as ours:
+            composer.job(bad, 0)
+        with pytest.raises(Exception) as hydras:
+            loader.load_sweep_config(master, bad)
+        assert type(ours.value) is type(hydras.value) and str(ours.value) == str(hydras.value)
+
+
+@pytest.mark.parametrize("key", ["a", "optimizer.lr", "optimizer.betas.0", "x_y.z-1", "a.01", "a.$b",
+                                 "0.a", "A1"])
+def test_simple_override_lines_parse_as_hydras_parser(key):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.rnnexp_batched_launcher._compose import _simple_override
+
+    parser = OverridesParser.create()
+    values = ["0", "1", "-3", "+7", "007", "1_000", "0.5", ".5", "5.", "-.5e-3", "1e5", "1E+05",
+              "01.5", "1.5e", "inf", "nan", "true", "False", "TRUE", "null", "abc", "1.2.3", "0x10",
+              "1e-05", repr(0.1 + 0.2), repr(1e-300), repr(-123456789.0), "--1", "1_0.5", "'1'"]
+    taken = 0
+    for value in values:
+        line = f"{key}={value}"
+        fast = _simple_override(line)
+        try:
+            slow = parser.parse_overrides([line])[0]
+        except Exception:  # noqa: BLE001 - Hydra refuses it: so must the fast path
+            assert fast is None, line
+            continue
+        if fast is not None:
+            taken += 1
+            assert fast == slow and type(fast.value()) is type(slow.value()), line
+    assert taken >= (15 if key in ("a", "optimizer.lr", "optimizer.betas.0", "x_y.z-1", "A1") else 0)
 
 # ------------------------------------------------------------------------------- launching in-process
 
