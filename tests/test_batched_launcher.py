@@ -528,7 +528,7 @@ GRIDS = {
 def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path, model):
     batched, proc = _sweep(tmp_path, "batched", *GRIDS[model])
     assert proc.returncode == 0, proc.stderr
-    assert "8 jobs in 2 batches" in proc.stdout
+    assert "8 jobs in 1 batches" in proc.stdout  # both optimizers in one stacked batch
     basic, proc = _sweep(tmp_path, "basic", *GRIDS[model], launcher="basic")
     assert proc.returncode == 0, proc.stderr
     assert_same_runs(batched, basic)

@@ -248,6 +248,30 @@ def test_study_runs_stores_and_writes_results(tmp_path):
     assert len(load(tmp_path).trials) == 4
 
 
+def test_the_first_batch_is_checked_once_per_override_line():
+    from hydra_plugins.rnnexp_optuna_sweeper._core import covering_jobs
+
+    batch = [[f"x={x}", f"seed={s}", f"++hydra.sweep.subdir={3 * x + s}",
+              f"++hydra.job.env_set.RNNEXP_TRIAL={x}"] for x in range(4) for s in range(3)]
+    chosen = covering_jobs(batch)
+    # the first trial's jobs, one per seed, then one job of each other trial
+    assert chosen == [batch[0], batch[1], batch[2], batch[3], batch[6], batch[9]]
+    lines = {line for job in batch for line in job if not line.startswith("++hydra")}
+    assert lines == {line for job in chosen for line in job if not line.startswith("++hydra")}
+
+
+@pytest.mark.slow
+def test_a_bad_key_in_the_space_stops_the_study_with_hydras_message(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rnnexp.cli.train", "-m", "hydra/sweeper=optuna",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.sweeper.storage={tmp_path / 'j.log'}",
+         "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "train.epochs=3",
+         "optimizer.lrr=interval(0.01, 0.1)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "optimizer.lrr" in proc.stderr and not (tmp_path / "sweep" / "0" / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_runs_only_the_missing_trials(tmp_path):
     args = ["hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1", "x=interval(0, 1)",

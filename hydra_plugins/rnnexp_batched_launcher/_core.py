@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -440,6 +441,25 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
              f"{config.hydra.sweep.dir}")
 
     # ---- second pass, batch by batch: compose, .hydra files, hooks, train, run files
+    # A job's .hydra files are written by a helper thread while its batch trains (file writes
+    # and torch's kernels leave the interpreter free); a job is done, or failed, only once they
+    # are written (settle).
+    writes: dict[int, Future] = {}
+
+    def settle(i: int) -> Optional[BaseException]:
+        future = writes.pop(i, None)
+        if future is None:
+            return None
+        start = time.perf_counter()
+        try:
+            return future.exception()
+        finally:
+            timer.files += time.perf_counter() - start
+
+    def failed(i: int, job: Optional[Job], err: Exception) -> None:
+        settle(i)
+        fail(i, job, err)
+
     def train(jobs: dict[int, Job], members: list[int], hooks: list) -> None:
         start = time.perf_counter()
         try:
@@ -450,25 +470,30 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
             if any(errors):  # train_group validates first: fail the invalid, train the rest
                 for i, err in zip(members, errors):
                     if err is not None:
-                        fail(i, jobs[i], err)
+                        failed(i, jobs[i], err)
                 keep = [k for k, err in enumerate(errors) if err is None]
                 if keep:
                     train(jobs, [members[k] for k in keep], [hooks[k] for k in keep])
             else:
                 for i in members:
-                    fail(i, jobs[i], e)
+                    failed(i, jobs[i], e)
             return
         timer.training += time.perf_counter() - start
-        start = time.perf_counter()
         for k, (i, result) in enumerate(zip(members, results)):
             results[k] = None  # what the return keeps is the metrics dict
+            write_error = settle(i)
+            if write_error is not None:
+                fail(i, jobs[i], write_error)
+                continue
+            start = time.perf_counter()
             try:
                 write_run_files(jobs[i], result)
             except Exception as e:  # noqa: BLE001
                 fail(i, jobs[i], e)
                 continue
+            finally:
+                timer.results += time.perf_counter() - start
             complete(i, jobs[i], result.metrics, summary_line(result.metrics))
-        timer.results += time.perf_counter() - start
 
     def run_batch(chunk: list[int]) -> None:
         jobs: dict[int, Job] = {}
@@ -476,6 +501,8 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
         try:
             compose_and_train(chunk, jobs, members, hooks)
         finally:  # a failed job's traceback still refers to this frame: empty what it holds
+            for i in chunk:
+                settle(i)  # no write of this batch outlives it
             jobs.clear()
             members.clear()
             hooks.clear()
@@ -489,7 +516,7 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
                     job = composer.job(job_overrides[i], initial_job_idx + i)
                     start = time.perf_counter()
                     try:
-                        write_hydra_files(job)
+                        writes[i] = writer.submit(write_hydra_files, job)
                         with env_override(job.env_set):  # the hook finds its trial in these variables
                             hooks.append(hook_for(job.run_cfg))
                     finally:
@@ -497,12 +524,12 @@ def launch_batched(launcher, job_overrides: Sequence[Sequence[str]],
                     members.append(i)
                     jobs[i] = job
                 except Exception as e:  # noqa: BLE001 - a bad job fails alone
-                    fail(i, job, e)
+                    failed(i, job, e)
         job = None  # noqa: F841 - tracebacks keep their callers' frames, and so this one
         if members:
             train(jobs, members, hooks)
 
-    with _torch_threads(launcher.threads):
+    with _torch_threads(launcher.threads), ThreadPoolExecutor(1, "hydra-files") as writer:
         for chunk in batches:
             run_batch(chunk)
     echo.close()

@@ -334,9 +334,10 @@ class OptunaSweeperImpl(Sweeper):
             if not isinstance(self.launcher, BasicLauncher) and not self._validated:
                 # a key the config does not have, or a value of the wrong type, stops the sweep
                 # here with Hydra's own message, not as failed trials in another process. The
-                # first batch shows it: later ones vary the same keys (composing every job again
-                # would cost as much as launching it in-process)
-                self.validate_batch_is_legal(batch)
+                # first batch shows it, composing each of its override lines once: later batches
+                # vary the same keys (composing every job again would cost as much as launching
+                # it in-process)
+                self.validate_batch_is_legal(covering_jobs(batch))
                 self._validated = True
             first_job = job_nums(trials[0].number, n_seeds)[0]
             self.timer.add("ask", time.perf_counter() - start)
@@ -468,6 +469,21 @@ def claim_sweep_dir(sweep_dir: Path, study_name: str) -> None:
 def _save_atomically(config: DictConfig, path: Path) -> None:
     with atomic_path(path) as tmp:  # workers sharing a sweep dir write it at the same time
         OmegaConf.save(config, tmp)
+
+
+def covering_jobs(batch: list[list[str]]) -> list[list[str]]:
+    """The jobs of `batch` that compose each of its override lines at least once (in order, a job
+    taken when it brings a line not seen yet), not counting the hydra.* lines the sweeper adds
+    for each job (its subdir, its trial's variables): the first trial's jobs, one per seed, then
+    one job of each other trial."""
+    seen: set[str] = set()
+    chosen = []
+    for job in batch:
+        lines = [line for line in job if not line.lstrip("+").startswith("hydra.")]
+        if any(line not in seen for line in lines):
+            chosen.append(job)
+            seen.update(lines)
+    return chosen
 
 
 def _output_dir(job: JobReturn) -> str | None:
