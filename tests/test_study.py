@@ -221,6 +221,16 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
     assert "study/loss_curves.png" in text and "study/sampler_comparison.png" in text
     assert "| best" in text and "| report" in text
 
+    # resumed with everything done: nothing runs and the files stand; a missing output is
+    # written again from the storages
+    recorded = (out / "study.yaml").read_text()
+    again = run_cli("rnnexp-study", "--quick", "--results", str(results), cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and "validation: median" in again.stdout, again.stderr
+    assert (out / "study.yaml").read_text() == recorded
+    (out / "validation.md").unlink()
+    again = run_cli("rnnexp-study", "--quick", "--results", str(results), cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and (out / "validation.md").stat().st_size > 0, again.stderr
+
     # same study name and storage: a second run adds no trial
     again = search.run_study(Results(results.resolve()), QUICK, Runner("basic"))
     assert sum(again["trials"].values()) == sum(

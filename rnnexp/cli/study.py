@@ -40,7 +40,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     def body() -> dict:
         from rnnexp.runner import Runner, resolve_launcher
         from rnnexp.study import FULL, QUICK, run_all
-        from rnnexp.study.run import Progress, effective_budget, planned_runs
+        from rnnexp.study.run import (Progress, StudyStep, effective_budget, planned_runs,
+                                      recorded_summary)
         from rnnexp.study.samplers import compare_samplers
 
         budget = QUICK if args.quick else FULL
@@ -50,15 +51,18 @@ def main(argv: Optional[list[str]] = None) -> None:
                 runner = Runner(resolve_launcher(args.launcher), in_process=True)
                 return compare_samplers(results, effective_budget(budget, runner.launcher), runner)
         # one writer per results dir, as for rnnexp-reproduce and rnnexp-report
-        with results_lock(results.root, PROG), progress_bar(planned_runs(budget)) as bar:
-            progress = Progress(results, budget, bar.n, bar.advance)
-            # every step in this process: one start-up for the whole study
-            runner = Runner(resolve_launcher(args.launcher), in_process=True,
-                            on_poll=progress.poll)
-            summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]),
-                              jobs=args.jobs)
-            progress.poll(force=True)
-            return summary
+        with results_lock(results.root, PROG):
+            launcher = resolve_launcher(args.launcher)
+            if StudyStep(results, quick=args.quick).is_done(launcher):
+                return recorded_summary(results)  # nothing to train or write: no journal read
+            with progress_bar(planned_runs(budget)) as bar:
+                progress = Progress(results, budget, bar.n, bar.advance)
+                # every step in this process: one start-up for the whole study
+                runner = Runner(launcher, in_process=True, on_poll=progress.poll)
+                summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]),
+                                  jobs=args.jobs)
+                progress.poll(force=True)
+                return summary
 
     start = time.perf_counter()
     summary = guarded(PROG, body, interrupted="run the same command again to continue")

@@ -117,6 +117,29 @@ def read_done(run_dir: Path):
 
 def count_finished(root: Path, pattern: str = "*") -> int:
     """How many run dirs matching `pattern` under root hold a metrics.json (progress counts; the
-    file is written last and atomically, so its presence is the finish)."""
+    file is written last and atomically, so its presence is the finish). "**": every run dir at
+    any depth, found by a walk that does not descend into run dirs (their .hydra holds no run):
+    a stat per dir instead of a listing, about ten times faster than a glob on a study's 14000."""
     root = Path(root)
-    return sum(1 for _ in root.glob(f"{pattern}/{METRICS}")) if root.is_dir() else 0
+    if not root.is_dir():
+        return 0
+    if pattern == "**":
+        return int((root / METRICS).exists()) + _count_below(str(root))
+    return sum(1 for _ in root.glob(f"{pattern}/{METRICS}"))
+
+
+def _count_below(path: str) -> int:
+    n = 0
+    try:
+        entries = os.scandir(path)
+    except OSError:
+        return 0
+    with entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if os.path.exists(os.path.join(entry.path, METRICS)):
+                n += 1
+            else:
+                n += _count_below(entry.path)
+    return n

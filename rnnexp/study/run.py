@@ -17,10 +17,14 @@ from rnnexp.study.samplers import compare_samplers, compare_studies
 from rnnexp.study.search import run_study, study_is_full, trials_span_s
 from rnnexp.study.section import SECTION, SUMMARY, report_section
 from rnnexp.study.progress import StudyWatch
-from rnnexp.study.spec import FULL, QUICK, STUDY_CONFIG, Budget
+from rnnexp.study.spec import FULL, QUICK, STUDY_CONFIG, Budget, StudyError
 from rnnexp.study.validation import validate
 
 STUDY_MODULE = "rnnexp.cli.study"
+# what the study writes into results/study/ (besides study.yaml)
+OUTPUTS = (SECTION, "validation.csv", "validation.md", "validation_runs.csv", "loss_curves.png",
+           "sampler_comparison.csv", "sampler_summary.csv", "sampler_comparison.png",
+           "search/optimization_results.yaml", "search/trials.csv")
 PROGRESS_S = 2.0  # seconds between two counts of the study's progress
 
 
@@ -111,6 +115,14 @@ def start_comparison(results: Results, launcher: str, quick: bool) -> Child:
                             results.study_logs / "rnnexp-study-comparison.log", launcher)
 
 
+def recorded_summary(results: Results) -> dict:
+    """study.yaml: what the last invocation that trained something recorded."""
+    summary = _recorded(results)
+    if summary is None:
+        raise StudyError(f"no study recorded in {results.study / SUMMARY}")
+    return summary
+
+
 def _recorded(results: Results) -> Optional[dict]:
     try:
         return OmegaConf.to_container(OmegaConf.load(results.study / SUMMARY))
@@ -147,12 +159,15 @@ class StudyStep:
         return count_finished(self.results.study_runs, "**")
 
     def is_done(self, launcher: str) -> bool:
-        """study.yaml records this very budget, and every planned run is there."""
+        """study.yaml records this very budget, every planned run is there, and so is every file
+        the study writes from them."""
         recorded = _recorded(self.results)
         if recorded is None:
             return False
         budget = effective_budget(self.budget, launcher)
+        out = self.results.study
         return (recorded.get("budget") == json_safe(asdict(budget))
+                and all((out / name).exists() for name in OUTPUTS)
                 and self.done_runs() >= self.planned_runs())
 
     def run(self, launcher: str, advance: Callable[[int], None]) -> StepOutcome:

@@ -75,7 +75,8 @@ def study_values(results: Results, name: str, n_trials: int) -> np.ndarray:
     """(n_trials,) objective of a study's trials by trial number; NaN where a trial failed."""
     from optuna.trial import TrialState
 
-    trials = sorted(open_study(results, name).trials, key=lambda t: t.number)[:n_trials]
+    trials = sorted(open_study(results, name).get_trials(deepcopy=False),
+                    key=lambda t: t.number)[:n_trials]
     return np.array([t.value if t.state == TrialState.COMPLETE else np.nan for t in trials])
 
 

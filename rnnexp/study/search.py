@@ -151,7 +151,8 @@ def trials_span_s(results: Results, name: str) -> float:
     """Seconds during which the study had a trial running (the union of the trials' start-to-end
     intervals): the search's own wall time, which neither a resumed run that trains nothing nor
     the pause before a resume changes."""
-    intervals = sorted((t.datetime_start, t.datetime_complete) for t in open_study(results, name).trials
+    intervals = sorted((t.datetime_start, t.datetime_complete)
+                       for t in open_study(results, name).get_trials(deepcopy=False)
                        if t.datetime_start is not None and t.datetime_complete is not None)
     return round(busy_seconds(intervals), 1)
 
