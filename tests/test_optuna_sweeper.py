@@ -66,6 +66,13 @@ def test_fixed_values_lists_and_command_line_overrides():
     }
 
 
+def test_a_deletion_on_the_command_line_goes_to_every_job():
+    space = build_search_space({"x": "interval(0, 1)"}, None, ["~z", "~w=3"])
+    assert space.fixed == {"~z": None, "~w": "3"}
+    lines = space.suggest(optuna.create_study().ask())
+    assert lines[1:] == ["~z", "~w=3"] and lines[0].startswith("x=")
+
+
 def test_nested_params_are_flattened_into_dotted_keys():
     # hydra.sweeper.params.optimizer.lr='interval(0,1)' on the command line nests the key
     space = build_search_space({"optimizer": {"lr": "interval(0, 1)"}}, None, [])

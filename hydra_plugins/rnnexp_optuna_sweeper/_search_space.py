@@ -60,7 +60,8 @@ class Param:
 @dataclass
 class SearchSpace:
     params: list[Param] = field(default_factory=list)  # suggested in this order
-    fixed: dict[str, str] = field(default_factory=dict)  # override key -> value as Hydra text
+    # override key -> value as Hydra text; None for a line that has no value (`~key`)
+    fixed: dict[str, str | None] = field(default_factory=dict)
     # parent param name -> str(parent value) -> child params (a SearchSpace of their own)
     conditional: dict[str, dict[str, "SearchSpace"]] = field(default_factory=dict)
 
@@ -88,7 +89,7 @@ class SearchSpace:
         for p in self.params:
             known[p.name] = value = suggest_one(trial, p)
             lines.append(f"{p.key}={hydra_value(value)}")
-        lines += [f"{key}={text}" for key, text in self.fixed.items()]
+        lines += [key if text is None else f"{key}={text}" for key, text in self.fixed.items()]
         for parent, branches in self.conditional.items():
             branch = branches.get(str(known[parent]))
             if branch is not None:
@@ -149,8 +150,10 @@ def override_text(key: str, value: Any) -> str:
 def space_from_overrides(overrides: list[Override]) -> SearchSpace:
     space = SearchSpace()
     for o in overrides:
-        key, text = (part.strip() for part in o.input_line.split("=", 1))
-        if o.is_sweep_override():
+        key, equals, text = (part.strip() for part in o.input_line.partition("="))
+        if not equals:  # `~key`: a deletion, passed on to every job
+            space.fixed[key] = None
+        elif o.is_sweep_override():
             space.params.append(Param(key, distribution_of(key, o)))
         else:
             space.fixed[key] = text  # passed on to the jobs exactly as written
