@@ -36,10 +36,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
         ("int(interval(2, 9))", IntDistribution(2, 9)),
         ("tag(log, interval(0.001, 1))", FloatDistribution(0.001, 1.0, log=True)),
         ("tag(log, int(interval(1, 100)))", IntDistribution(1, 100, log=True)),
-        ("range(1, 5)", IntDistribution(1, 4)),
+        # the end is included where it lies on the grid, as the official plugin reads range
+        ("range(1, 5)", IntDistribution(1, 5)),
         ("range(0, 10, 3)", IntDistribution(0, 9, step=3)),
-        ("tag(log, range(1, 9))", IntDistribution(1, 8, log=True)),
-        ("range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1)),
+        ("tag(log, range(1, 9))", IntDistribution(1, 9, log=True)),
+        ("range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.5, step=0.1)),
+        ("range(-5.5, 5.5, step=0.5)", FloatDistribution(-5.5, 5.5, step=0.5)),
+        ("shuffle(range(1, 3))", CategoricalDistribution([1, 2])),
         ("choice(sgd, rmsprop)", CategoricalDistribution(["sgd", "rmsprop"])),
         ("1,2,3", CategoricalDistribution([1, 2, 3])),
         ("choice(true, off, 0.5)", CategoricalDistribution([True, "off", 0.5])),
@@ -64,6 +67,12 @@ def test_fixed_values_lists_and_command_line_overrides():
         "x": CategoricalDistribution([1, 2]),  # the command line replaces params' entry
         "optimizer.lr": FloatDistribution(1e-3, 1.0, log=True),
     }
+
+
+def test_the_grid_sampler_takes_hydras_range_values():
+    space = build_search_space({"x": "range(1, 4)", "y": "range(0.0, 1.0, 0.5)", "z": "choice(a, b)"},
+                               None, [])
+    assert space.grid() == {"x": [1, 2, 3], "y": [0.0, 0.5], "z": ["a", "b"]}
 
 
 def test_a_deletion_on_the_command_line_goes_to_every_job():

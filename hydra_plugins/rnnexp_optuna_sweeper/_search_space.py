@@ -5,7 +5,10 @@ Grammar of a parameter (the value of `params.<key>` or a command-line override):
     interval(a, b)                 float in [a, b]
     int(interval(a, b))            int in [a, b]
     tag(log, interval(a, b))       log-uniform (int(...) inside for integers)
-    range(a, b[, step])            grid a, a+step, ... < b  (int or float; tag(log, ...) for ints)
+    range(a, b[, step])            a, a+step, ... up to b inclusive, as the official plugin's
+                                   range (int or float; tag(log, ...) for ints with step 1); the
+                                   grid sampler takes Hydra's own values, which stop before b
+    shuffle(range(...))            categorical over the range's values (Hydra's, before b)
     choice(x, y, ...) or x,y,...   categorical
     anything else                  a fixed value given to every job
 
@@ -50,6 +53,7 @@ class SearchSpaceError(ValueError):
 class Param:
     key: str  # the override key as written, e.g. "optimizer.lr" or "+model.bias"
     distribution: BaseDistribution
+    grid: list[Any] | None = None  # a range's values for the grid sampler, where they differ
 
     @property
     def name(self) -> str:
@@ -116,6 +120,8 @@ def suggest_one(trial, p: Param) -> Any:
 
 
 def grid_values(p: Param) -> list[Any]:
+    if p.grid is not None:  # a range: Hydra's values, as the official plugin's grid takes them
+        return list(p.grid)
     d = p.distribution
     if isinstance(d, CategoricalDistribution):
         return list(d.choices)
@@ -154,7 +160,9 @@ def space_from_overrides(overrides: list[Override]) -> SearchSpace:
         if not equals:  # `~key`: a deletion, passed on to every job
             space.fixed[key] = None
         elif o.is_sweep_override():
-            space.params.append(Param(key, distribution_of(key, o)))
+            value = o.value()
+            grid = range_values(value) if isinstance(value, RangeSweep) else None
+            space.params.append(Param(key, distribution_of(key, o), grid))
         else:
             space.fixed[key] = text  # passed on to the jobs exactly as written
     return space
@@ -178,13 +186,25 @@ def distribution_of(key: str, o: Override) -> BaseDistribution:
     raise SearchSpaceError(f"{key}: unsupported sweep {o.input_line!r}")
 
 
+def range_values(r: RangeSweep) -> list[Any]:
+    """The values Hydra's range gives (stopping before its end, like Python's range)."""
+    return list(r.range())
+
+
 def range_distribution(key: str, r: RangeSweep, log: bool) -> BaseDistribution:
     start, stop, step = r.start, r.stop, r.step
     if step == 0 or (stop - start) / step <= 0:
         raise SearchSpaceError(f"{key}: range({start}, {stop}, {step}) is empty")
-    # Hydra's range excludes stop, like Python's: the last value is the grid point below it
-    n = math.ceil((stop - start) / step - 1e-9)
-    last = start + (n - 1) * step
+    if r.shuffle:  # the official plugin's reading: a categorical over the range's values
+        if log:
+            raise SearchSpaceError(f"{key}: tag(log, ...) applies to interval or range, not shuffle")
+        return categorical(key, range_values(r))
+    # as the official plugin (and Optuna's step distributions) read it: the end is included
+    # when it lies on the grid, the last value is the grid point at or below it otherwise
+    n = math.floor((stop - start) / step + 1e-9)
+    last = start + n * step
+    if math.isclose(last, stop, rel_tol=1e-9, abs_tol=1e-12):
+        last = stop  # 0.1 + 6 * 0.1 is 0.7000000000000001: the end as written
     low, high = min(start, last), max(start, last)
     if all(isinstance(v, int) for v in (start, stop, step)):
         if log and abs(step) != 1:
