@@ -69,6 +69,40 @@ def test_fixed_values_lists_and_command_line_overrides():
     }
 
 
+@pytest.mark.parametrize("name, key", [("cmaes", "independent_sampler"), ("gp", "independent_sampler"),
+                                       ("qmc", "independent_sampler"), ("gp", "constraints_func"),
+                                       ("nsgaii", "constraints_func"), ("cmaes", "source_trials")])
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_the_official_sampler_keys_reach_optuna(name, key):
+    """hydra-optuna-sweeper's sampler keys are accepted and passed to Optuna 5's sampler: a
+    sampler as a config of its own, a callable or trial list through Hydra's instantiate."""
+    import math
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.rnnexp_optuna_sweeper import config
+
+    schema = {"cmaes": config.CmaEsSamplerConfig, "gp": config.GPSamplerConfig,
+              "qmc": config.QMCSamplerConfig, "nsgaii": config.NSGAIISamplerConfig}[name]
+    value, attribute, expected = {
+        "independent_sampler": ({"_target_": "optuna.samplers.RandomSampler", "seed": 3},
+                                "_independent_sampler", optuna.samplers.RandomSampler),
+        "constraints_func": ({"_target_": "hydra.utils.get_method", "path": "math.fabs"},
+                             "_constraints_func", math.fabs),
+        "source_trials": ({"_target_": "builtins.list"}, "_source_trials", []),
+    }[key]
+    sampler = instantiate(OmegaConf.merge(OmegaConf.structured(schema), {key: value}))
+    got = getattr(sampler, attribute)
+    assert isinstance(got, expected) if isinstance(expected, type) else got == expected
+
+
+def test_motpe_is_refused_with_its_replacement(tmp_path):
+    from hydra_plugins.rnnexp_optuna_sweeper._core import REMOVED_SAMPLERS
+
+    assert "hydra/sweeper/sampler=tpe" in REMOVED_SAMPLERS["MOTPESampler"]
+
+
 def test_the_grid_sampler_takes_hydras_range_values():
     space = build_search_space({"x": "range(1, 4)", "y": "range(0.0, 1.0, 0.5)", "z": "choice(a, b)"},
                                None, [])
@@ -274,6 +308,15 @@ def test_the_first_batch_is_checked_once_per_override_line():
     assert chosen == [batch[0], batch[1], batch[2], batch[3], batch[6], batch[9]]
     lines = {line for job in batch for line in job if not line.startswith("++hydra")}
     assert lines == {line for job in chosen for line in job if not line.startswith("++hydra")}
+
+
+@pytest.mark.slow
+def test_motpe_stops_the_sweep_in_one_line_naming_the_replacement(tmp_path):
+    proc = run_app(tmp_path, "hydra/sweeper/sampler=motpe", "hydra.sweeper.sampler.n_ehvi_candidates=12",
+                   "x=interval(0, 1)", "train.epochs=2", check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "MOTPESampler" in last and "hydra/sweeper/sampler=tpe" in last, proc.stderr
 
 
 @pytest.mark.slow

@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STUDY_DIR = Path("results/studies")
 SAMPLER_PACKAGES = {"GPSampler": "scipy", "QMCSampler": "scipy", "CmaEsSampler": "cmaes"}
+REMOVED_SAMPLERS = {  # samplers hydra-optuna-sweeper offers that current Optuna no longer has
+    "MOTPESampler": "hydra/sweeper/sampler=motpe: Optuna 4 removed MOTPESampler; use "
+                    "hydra/sweeper/sampler=tpe, whose TPESampler handles several objectives, or "
+                    "hydra/sweeper/sampler=nsgaii",
+}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_GRACE_PERIOD = 120  # seconds; without heartbeats: age of a RUNNING trial with no worker
 STUDY_MARKER = ".optuna_study"  # in the sweep dir: the study whose job dirs it holds
@@ -288,6 +293,8 @@ class OptunaSweeperImpl(Sweeper):
 
     def _make_sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
         target = str(self.sampler_cfg.get("_target_"))
+        if target.rsplit(".", 1)[-1] in REMOVED_SAMPLERS:
+            raise SweeperConfigError(REMOVED_SAMPLERS[target.rsplit(".", 1)[-1]])
         package = SAMPLER_PACKAGES.get(target.rsplit(".", 1)[-1])
         if package and importlib.util.find_spec(package) is None:
             raise SweeperConfigError(f"sampler {target!r} needs the package {package!r}: "

@@ -52,6 +52,9 @@ class CmaEsSamplerConfig:  # needs the `cmaes` package
     use_separable_cma: bool = False
     with_margin: bool = False
     lr_adapt: bool = False
+    # a sampler config of its own (`_target_: optuna.samplers.RandomSampler`, ...), instantiated
+    independent_sampler: Optional[Any] = None
+    source_trials: Optional[Any] = None  # e.g. {_target_: hydra.utils.get_method, path: ...}
 
 
 @dataclass
@@ -61,6 +64,9 @@ class GPSamplerConfig:  # needs scipy
     n_startup_trials: int = 10
     deterministic_objective: bool = False
     warn_independent_sampling: bool = True
+    independent_sampler: Optional[Any] = None
+    # a callable, given as a config: {_target_: hydra.utils.get_method, path: my_module.constraints}
+    constraints_func: Optional[Any] = None
 
 
 @dataclass
@@ -71,6 +77,7 @@ class QMCSamplerConfig:  # needs scipy
     seed: Optional[int] = None
     warn_asynchronous_seeding: bool = True
     warn_independent_sampling: bool = True
+    independent_sampler: Optional[Any] = None
 
 
 @dataclass
@@ -88,6 +95,21 @@ class NSGAIISamplerConfig:
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
     seed: Optional[int] = None
+    constraints_func: Optional[Any] = None
+
+
+@dataclass
+class MOTPESamplerConfig:
+    """hydra-optuna-sweeper's `motpe`, kept so its configs compose: Optuna 4 removed the sampler,
+    and the sweeper says so in one line (TPESampler handles several objectives itself)."""
+    _target_: str = "optuna.samplers.MOTPESampler"
+    seed: Optional[int] = None
+    consider_prior: bool = True
+    prior_weight: float = 1.0
+    consider_magic_clip: bool = True
+    consider_endpoints: bool = False
+    n_startup_trials: int = 10
+    n_ehvi_candidates: int = 24
 
 
 # ------------------------------------------------------------------------------ pruners
@@ -193,6 +215,7 @@ def register_configs() -> None:
         "qmc": QMCSamplerConfig,
         "grid": GridSamplerConfig,
         "nsgaii": NSGAIISamplerConfig,
+        "motpe": MOTPESamplerConfig,
     }
     for name, node in samplers.items():
         cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="rnnexp")
