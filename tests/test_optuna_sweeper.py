@@ -392,8 +392,63 @@ def test_failures_beyond_max_failure_rate_stop_the_sweep(tmp_path):
                    "x=interval(0.7, 1)", "diverge_above=0.6", "hydra.sweeper.max_failure_rate=0.2",
                    "train.epochs=3", check=False)
     assert proc.returncode != 0 and "max_failure_rate=0.2" in proc.stderr
-    assert states(load(tmp_path)) == [TrialState.FAIL] * 2  # 2 > 0.2 * 6
+    # as hydra-optuna-sweeper: judged per batch, so the first batch (1 of 1 failed) stops it
+    assert states(load(tmp_path)) == [TrialState.FAIL]
     assert (tmp_path / "sweep" / "trials.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_batch_raises_the_jobs_own_error_by_default(tmp_path):
+    """max_failure_rate defaults to 0.0, as in hydra-optuna-sweeper: a batch with a failed trial
+    stops the sweep, with the job's own exception."""
+    proc = run_app(tmp_path, "hydra.sweeper.n_trials=6", "x=interval(0.7, 1)", "raise_above=0.5",
+                   "train.epochs=2", check=False)
+    assert proc.returncode != 0
+    assert "RuntimeError: x=" in proc.stderr and "is above raise_above" in proc.stderr, proc.stderr
+    assert states(load(tmp_path)) == [TrialState.FAIL] * 2  # the first batch (n_jobs 2)
+
+
+RETURN_APP = Path(__file__).parent / "fixtures" / "return_app" / "app.py"
+
+
+def run_return_app(tmp_path, *overrides):
+    cmd = [sys.executable, str(RETURN_APP), "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ret",
+           f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.sampler.seed=0", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_the_tasks_return_value_is_the_objective(tmp_path):
+    """A task that returns its objective, as hydra-optuna-sweeper's apps do: a number for one
+    direction, a tuple for two (no objective key needed); a value that is no objective fails its
+    trial with the reason, and the sweep goes on where max_failure_rate allows."""
+    proc = run_return_app(tmp_path / "one", "hydra.sweeper.n_trials=4", "x=interval(-1, 1)",
+                          "y=interval(-1, 1)")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="ret", storage=optuna_storage.open_storage(
+        str(tmp_path / "one" / "results" / "studies" / "ret.log")))
+    for t in study.trials:
+        assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + t.params["y"] ** 2)
+
+    proc = run_return_app(tmp_path / "two", "returns=tuple", "hydra.sweeper.n_trials=4",
+                          "hydra.sweeper.direction=[minimize,minimize]", "x=interval(-1, 1)",
+                          "y=interval(-1, 1)")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="ret", storage=optuna_storage.open_storage(
+        str(tmp_path / "two" / "results" / "studies" / "ret.log")))
+    assert all(len(t.values) == 2 for t in study.trials)
+    assert (tmp_path / "two" / "sweep" / "pareto_front.png").exists()
+
+    proc = run_return_app(tmp_path / "bad", "returns=text", "hydra.sweeper.n_trials=4",
+                          "hydra.sweeper.max_failure_rate=1", "x=interval(-1, 1)")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="ret", storage=optuna_storage.open_storage(
+        str(tmp_path / "bad" / "results" / "studies" / "ret.log")))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["x"] > 0 for t in failed)
+    assert all("not a number" in t.user_attrs["fail_reason"] for t in failed)
 
 
 @pytest.mark.slow

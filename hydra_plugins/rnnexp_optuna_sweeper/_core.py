@@ -106,7 +106,8 @@ class OptunaSweeperImpl(Sweeper):
     ) -> None:
         _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
         _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
-        _require(max_failure_rate >= 0, "max_failure_rate", "must be >= 0", max_failure_rate)
+        _require(0 <= max_failure_rate <= 1, "max_failure_rate", "must be between 0 and 1",
+                 max_failure_rate)
         _require(report_every is None or report_every >= 1, "report_every",
                  "must be null or at least 1", report_every)
         _require(heartbeat_interval is None or heartbeat_interval >= 1, "heartbeat_interval",
@@ -127,6 +128,8 @@ class OptunaSweeperImpl(Sweeper):
         self.conditional = _container(conditional) or {}
         objective = _container(objective)
         self.objective_names = [objective] if isinstance(objective, str) else list(objective)
+        if len(self.objective_names) != len(self.directions):  # the task returns its values
+            self.objective_names = [f"value {i}" for i in range(len(self.directions))]
         self.objective = Objective(objective, len(self.directions), aggregate)
         self.seeds: list[int | None] = list(seeds) if seeds else [None]
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", seeds)
@@ -170,7 +173,6 @@ class OptunaSweeperImpl(Sweeper):
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
                  max(needed, 0), n_trials)
-        failed = 0
         stopped = True  # by an error: write what the study has
         try:
             while (trials := self._timed("ask", lambda: self._ask_batch(study, n_trials))) is not None:
@@ -179,19 +181,31 @@ class OptunaSweeperImpl(Sweeper):
                     continue
                 outcomes = self._run_batch(study, storage_url, space, trials)
                 self.timer.trials += len(trials)
-                failed += sum(o.state == TrialState.FAIL for o in outcomes)
-                if failed > self.max_failure_rate * needed:
-                    raise FailureRateExceeded(
-                        f"{failed} failed trials exceed max_failure_rate={self.max_failure_rate}"
-                        f" of {needed}; study {study.study_name!r} stopped (see fail_reason in"
-                        f" {sweep_dir / 'trials.csv'})"
-                    )
+                self._check_failure_rate(outcomes, study, sweep_dir)
             stopped = False
         finally:
             if stopped or not self._others_still_run(study):
                 self._write_results(study, sweep_dir)
             log.info("%s", self.timer.line())
         return study
+
+    def _check_failure_rate(self, outcomes: list[Outcome], study: optuna.Study,
+                            sweep_dir: Path) -> None:
+        """As hydra-optuna-sweeper: when more than max_failure_rate of a batch's trials failed,
+        the sweep stops, raising the first job's own exception (or, where no job raised, a
+        FailureRateExceeded naming the reasons)."""
+        failed = [o for o in outcomes if o.state == TrialState.FAIL]
+        if len(failed) <= self.max_failure_rate * len(outcomes):
+            return
+        log.error("%d of %d trials of the batch failed, more than max_failure_rate=%s: study %r "
+                  "stopped (fail_reason in %s)", len(failed), len(outcomes), self.max_failure_rate,
+                  study.study_name, sweep_dir / "trials.csv")
+        error = next((o.error for o in failed if o.error is not None), None)
+        if error is not None:
+            raise error
+        raise FailureRateExceeded(
+            f"{len(failed)} of {len(outcomes)} trials of a batch failed, more than "
+            f"max_failure_rate={self.max_failure_rate}: {failed[0].reason}")
 
     def _timed(self, phase: str, work):
         start = time.perf_counter()

@@ -37,6 +37,7 @@ class Outcome:
     state: TrialState
     values: list[float] | None = None  # COMPLETE only
     reason: str | None = None  # FAIL only
+    error: BaseException | None = None  # FAIL by a job's exception: the first one
     seed_values: list[list[float | None]] = field(default_factory=list)  # per job, per objective
 
 
@@ -45,10 +46,12 @@ class Objective:
 
     def __init__(self, objectives: str | Sequence[str], n_directions: int, aggregate: str):
         self.exprs = [objectives] if isinstance(objectives, str) else [str(o) for o in objectives]
-        if len(self.exprs) != n_directions:
-            raise ObjectiveError(
-                f"objective has {len(self.exprs)} entries but direction has {n_directions}"
-            )
+        self.n_directions = n_directions
+        # a job that returns its objective (a number, or one per direction: hydra-optuna-
+        # sweeper's way) needs no expression; one that returns a dict of metrics does, one per
+        # direction, else its trial fails with this reason
+        self.mismatch = (None if len(self.exprs) == n_directions else
+                         f"objective has {len(self.exprs)} entries but direction has {n_directions}")
         self.code = [self._compile(e) for e in self.exprs]
         if aggregate not in AGGREGATES:
             raise ObjectiveError(f"aggregate {aggregate!r} is not one of {sorted(AGGREGATES)}")
@@ -63,13 +66,24 @@ class Objective:
 
     def values_of(self, metrics: Any) -> list[Any]:
         """The objective values of one job's return value (None where the metric is None)."""
-        if isinstance(metrics, Real):
-            return [float(metrics)]
-        if isinstance(metrics, Sequence) and not isinstance(metrics, str):
-            return [float(v) for v in metrics]
-        if not isinstance(metrics, Mapping):
-            raise ObjectiveError(f"the job returned {type(metrics).__name__}, not a dict of metrics")
-        return [self._evaluate(expr, code, metrics) for expr, code in zip(self.exprs, self.code)]
+        if isinstance(metrics, Real) and not isinstance(metrics, bool):
+            values = [float(metrics)]
+        elif isinstance(metrics, Sequence) and not isinstance(metrics, str):
+            try:
+                values = [float(v) for v in metrics]
+            except (TypeError, ValueError):
+                raise ObjectiveError(f"the job returned {metrics!r}: not a list of numbers") from None
+        elif isinstance(metrics, Mapping):
+            if self.mismatch:
+                raise ObjectiveError(self.mismatch)
+            return [self._evaluate(expr, code, metrics) for expr, code in zip(self.exprs, self.code)]
+        else:
+            raise ObjectiveError(f"the job returned {type(metrics).__name__} {metrics!r}: not a "
+                                 "number, a list of numbers or a dict of metrics")
+        if len(values) != self.n_directions:
+            raise ObjectiveError(f"the job returned {len(values)} values for "
+                                 f"{self.n_directions} directions")
+        return values
 
     @staticmethod
     def _evaluate(expr: str, code, metrics: Mapping[str, Any]) -> Any:
@@ -84,6 +98,7 @@ class Objective:
 
     def outcome(self, job_returns: Sequence[JobReturn], seeds: Sequence[int | None]) -> Outcome:
         failures: list[str] = []
+        error: BaseException | None = None
         pruned = False
         per_job: list[list[float | None]] = []
         for seed, ret in zip(seeds, job_returns):
@@ -91,6 +106,7 @@ class Objective:
             if ret.status == JobStatus.FAILED:
                 err = ret._return_value  # JobReturn.return_value re-raises; we want the record
                 failures.append(f"{where}: {type(err).__name__}: {err}")
+                error = error or err
                 continue
             metrics = ret.return_value
             status = metrics.get("status") if isinstance(metrics, Mapping) else None
@@ -100,16 +116,23 @@ class Objective:
             if status == "diverged":
                 failures.append(f"{where}: diverged")
                 continue
-            values = self.values_of(metrics)
+            try:
+                values = self.values_of(metrics)
+            except ObjectiveError as err:  # this trial fails; the sweep goes on
+                failures.append(f"{where}: {err}")
+                continue
             per_job.append(values)
-            bad = [e for e, v in zip(self.exprs, values) if not _finite(v)]
+            names = (self.exprs if isinstance(metrics, Mapping)
+                     else [f"value {i}" for i in range(len(values))])
+            bad = [(name, v) for name, v in zip(names, values) if not _finite(v)]
             if bad:
-                failures.append(f"{where}: objective {bad[0]} is {values[self.exprs.index(bad[0])]}")
+                failures.append(f"{where}: objective {bad[0][0]} is {bad[0][1]}")
         if failures:
-            return Outcome(TrialState.FAIL, reason="; ".join(failures), seed_values=per_job)
+            return Outcome(TrialState.FAIL, reason="; ".join(failures), seed_values=per_job,
+                           error=error)
         if pruned:
             return Outcome(TrialState.PRUNED, seed_values=per_job)
-        values = [self.aggregate([job[i] for job in per_job]) for i in range(len(self.exprs))]
+        values = [self.aggregate([job[i] for job in per_job]) for i in range(self.n_directions)]
         return Outcome(TrialState.COMPLETE, values=values, seed_values=per_job)
 
 

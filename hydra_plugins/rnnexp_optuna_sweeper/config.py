@@ -171,9 +171,9 @@ class OptunaSweeperConf:
     study_name: Optional[str] = None
     n_trials: int = 20  # finished trials (complete + pruned) the study should reach
     n_jobs: int = 2  # trials asked and launched together, as one launcher batch
-    # the sweep stops once failed trials of this session exceed this fraction of the trials
-    # it had to run
-    max_failure_rate: float = 0.25
+    # as hydra-optuna-sweeper: the sweep stops after a batch in which more than this fraction
+    # of the trials failed, raising the first job's own error (1.0: never)
+    max_failure_rate: float = 0.0
     params: Dict[str, Any] = field(default_factory=dict)
     # parent -> parent value -> {child key: grammar}
     conditional: Dict[str, Any] = field(default_factory=dict)
