@@ -431,6 +431,11 @@ def test_the_tasks_return_value_is_the_objective(tmp_path):
         str(tmp_path / "one" / "results" / "studies" / "ret.log")))
     for t in study.trials:
         assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + t.params["y"] ** 2)
+    warned = run_return_app(tmp_path / "one", "hydra.sweeper.n_trials=4", "x=interval(-1, 1)",
+                            "y=interval(-1, 1)")
+    said = warned.stdout + warned.stderr  # Hydra's log goes to stdout
+    assert warned.returncode == 0 and "nothing to run" in said  # logged at WARNING
+    assert "hydra.sweeper.n_trials" in said and "hydra.sweeper.study_name" in said
 
     proc = run_return_app(tmp_path / "two", "returns=tuple", "hydra.sweeper.n_trials=4",
                           "hydra.sweeper.direction=[minimize,minimize]", "x=interval(-1, 1)",
@@ -524,3 +529,26 @@ def test_rnnexp_train_study_end_to_end(tmp_path):
             assert t.value == metrics["final_loss"]
         else:
             assert metrics["status"] in ("pruned", "diverged")
+
+
+@pytest.mark.slow
+def test_custom_search_space_suggests_parameters_that_depend_on_others(tmp_path):
+    """hydra-optuna-sweeper's custom_search_space: a function (cfg, trial) run for every trial
+    after params; what it suggests goes to the job as overrides. A leading dot finds it beside
+    the app's script, as the official example writes it."""
+    proc = run_return_app(tmp_path, "hydra.sweeper.n_trials=6", "x=interval(-1, 1)",
+                          "hydra.sweeper.custom_search_space=.app.near_x", "spread=0.25")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="ret", storage=optuna_storage.open_storage(
+        str(tmp_path / "results" / "studies" / "ret.log")))
+    assert len(study.trials) == 6
+    for t in study.trials:
+        assert abs(t.params["z"] - t.params["x"]) <= 0.25
+        assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + t.params["z"] ** 2)
+        overrides = (tmp_path / "sweep" / str(t.number) / ".hydra" / "overrides.yaml").read_text()
+        assert "- z=" in overrides
+
+    bad = run_return_app(tmp_path / "bad", "hydra.sweeper.custom_search_space=.app.nowhere",
+                         "x=interval(-1, 1)")
+    assert bad.returncode != 0
+    assert "hydra.sweeper.custom_search_space='.app.nowhere'" in bad.stderr, bad.stderr

@@ -35,6 +35,8 @@ from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, results_a
                                    write_plots, write_tables)
 from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
 
+from rnnexp.sweeps.grammar import hydra_value
+
 from ._objective import Objective, Outcome
 from ._search_space import (
     SearchSpace,
@@ -103,6 +105,7 @@ class OptunaSweeperImpl(Sweeper):
         grace_period: int | None = None,
         max_retry: int | None = 3,
         plots: Sequence[str] | None = None,
+        custom_search_space: str | None = None,
     ) -> None:
         _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
         _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
@@ -143,6 +146,8 @@ class OptunaSweeperImpl(Sweeper):
         self.grace_period = grace_period or (2 * heartbeat_interval if heartbeat_interval
                                              else DEFAULT_GRACE_PERIOD)
         self.retry = retry_callback(max_retry)
+        self.custom_search_space = custom_search_space
+        self._extender = None  # the function custom_search_space names, found at the sweep
         self.plots = DEFAULT_PLOTS if plots is None else list(plots)
         unknown = [name for name in self.plots if name not in PLOTS]
         _require(not unknown, "plots", f"must name plots out of {', '.join(PLOTS)}", plots)
@@ -163,6 +168,8 @@ class OptunaSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> optuna.Study:
         assert self.config is not None
         space = self._search_space(arguments)
+        if self.custom_search_space:
+            self._extender = find_function(self.custom_search_space)
         study, storage_url = self._open_study(space)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         claim_sweep_dir(sweep_dir, study.study_name)
@@ -173,6 +180,11 @@ class OptunaSweeperImpl(Sweeper):
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
                  max(needed, 0), n_trials)
+        if needed <= 0 and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            log.warning("Study %r in %s already has its %d trials: nothing to run. Raise "
+                        "hydra.sweeper.n_trials to extend it, or set hydra.sweeper.study_name "
+                        "(or hydra.sweeper.storage) to start a new study", study.study_name,
+                        storage_url, n_trials)
         stopped = True  # by an error: write what the study has
         try:
             while (trials := self._timed("ask", lambda: self._ask_batch(study, n_trials))) is not None:
@@ -188,6 +200,13 @@ class OptunaSweeperImpl(Sweeper):
                 self._write_results(study, sweep_dir)
             log.info("%s", self.timer.line())
         return study
+
+    def _extended(self, trial: optuna.Trial) -> list[str]:
+        """The override lines of the parameters custom_search_space suggests for this trial."""
+        before = set(trial.params)
+        self._extender(self.config, trial)
+        return [f"{name}={hydra_value(value)}" for name, value in trial.params.items()
+                if name not in before]
 
     def _check_failure_rate(self, outcomes: list[Outcome], study: optuna.Study,
                             sweep_dir: Path) -> None:
@@ -339,6 +358,8 @@ class OptunaSweeperImpl(Sweeper):
             for trial in trials:
                 trial.set_user_attr(WORKER_ATTR, worker)
                 overrides = space.suggest(trial)
+                if self._extender is not None:
+                    overrides += self._extended(trial)
                 nums = job_nums(trial.number, n_seeds)
                 trial.set_user_attr("job_nums", nums)
                 for i, seed in enumerate(self.seeds):
@@ -505,6 +526,25 @@ def covering_jobs(batch: list[list[str]]) -> list[list[str]]:
             chosen.append(job)
             seen.update(lines)
     return chosen
+
+
+def find_function(path: str):
+    """The function at a dotted path (`package.module.function`); a leading dot (`.module.fn`,
+    as hydra-optuna-sweeper's example writes it) names a module next to the app's script, which
+    Python puts first on sys.path. One line naming the key when it cannot be found."""
+    import importlib
+
+    module_name, _, name = path.lstrip(".").rpartition(".")
+    try:
+        if not module_name:
+            raise ValueError("not a dotted path module.function")
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise SweeperConfigError(f"hydra.sweeper.custom_search_space={path!r}: cannot be found "
+                                 f"({err})") from None
+    if not callable(function):
+        raise SweeperConfigError(f"hydra.sweeper.custom_search_space={path!r}: not a function")
+    return function
 
 
 def _output_dir(job: JobReturn) -> str | None:

@@ -194,6 +194,10 @@ class OptunaSweeperConf:
     # and (2 or 3 objectives) pareto_front; add param_importances to a list to have it (fANOVA
     # costs seconds); [] for none
     plots: Optional[List[str]] = None
+    # as hydra-optuna-sweeper: the dotted path of a function (cfg, trial) called for every trial
+    # after `params`, which may suggest more parameters (bounds that depend on another one); a
+    # leading dot resolves next to the app's script. Each parameter it suggests is an override.
+    custom_search_space: Optional[str] = None
 
     # several workers on one study (docs/scaling.md): RDB storage records a heartbeat of each
     # running trial every heartbeat_interval seconds (null: off); a trial without one for
