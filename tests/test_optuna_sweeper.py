@@ -252,7 +252,7 @@ def test_a_torn_last_journal_line_is_dropped(tmp_path):
 
 # ------------------------------------------------------------------------- the CLI (slow)
 def run_app(tmp_path, *overrides, check=True, wait=True):
-    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=optuna",
+    cmd = [sys.executable, str(APP), "-m", "hydra/sweeper=optuna", "hydra.sweeper.storage=journal",
            "hydra.sweeper.study_name=toy", f"hydra.sweep.dir={tmp_path}/sweep",
            "hydra.sweeper.sampler.seed=0", *overrides]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -413,6 +413,7 @@ RETURN_APP = Path(__file__).parent / "fixtures" / "return_app" / "app.py"
 
 def run_return_app(tmp_path, *overrides):
     cmd = [sys.executable, str(RETURN_APP), "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ret",
+           "hydra.sweeper.storage=journal",
            f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.sampler.seed=0", *overrides]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -552,3 +553,29 @@ def test_custom_search_space_suggests_parameters_that_depend_on_others(tmp_path)
                          "x=interval(-1, 1)")
     assert bad.returncode != 0
     assert "hydra.sweeper.custom_search_space='.app.nowhere'" in bad.stderr, bad.stderr
+
+
+@pytest.mark.slow
+def test_a_plain_hydra_app_keeps_its_study_in_memory_and_runs_it_again(tmp_path):
+    """storage: null is in memory, as in hydra-optuna-sweeper: the same command with a named study
+    runs its trials again instead of finding them done (rnnexp-train chooses a journal file)."""
+    cmd = [sys.executable, str(RETURN_APP), "-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ret",
+           f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.n_trials=3", "x=interval(-1, 1)"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    for _ in range(2):
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "3 of 3 trials to run" in proc.stdout and "memory" in proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_rnnexp_train_keeps_its_studies_in_journal_files():
+    from hydra import compose, initialize_config_dir
+
+    from rnnexp.config import register_configs
+    from rnnexp.configs import TRAIN_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(TRAIN_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/sweeper=optuna"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.storage == "journal" and cfg.hydra.sweeper.objective == "final_loss"

@@ -165,7 +165,8 @@ class OptunaSweeperConf:
     sampler: Any = MISSING
     pruner: Any = MISSING
     direction: Any = "minimize"  # minimize | maximize | a list of them (multi-objective)
-    # None: the journal file results/studies/<study_name>.log; "memory"; an RDB URL; a file path
+    # None or "memory": in memory, as hydra-optuna-sweeper ("journal": the journal file
+    # results/studies/<study_name>.log, rnnexp-train's default); an RDB URL; a journal file path
     storage: Optional[str] = None
     # None: a new study "<job name>-<date>-<time>"; name it to resume it later
     study_name: Optional[str] = None
@@ -210,7 +211,9 @@ class OptunaSweeperConf:
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="rnnexp")
+    # the schema; `hydra/sweeper=optuna` itself is a YAML file on the search path (conf/, added
+    # by searchpath.py) that an app can shadow with its own defaults
+    cs.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConf, provider="rnnexp")
     samplers = {
         "tpe": TPESamplerConfig,
         "random": RandomSamplerConfig,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # optuna is imported lazily: plain runs never pay for it
 log = logging.getLogger(__name__)
 
 MEMORY_STORAGE = "memory"
+JOURNAL_STORAGE = "journal"  # the default journal file, results/studies/<study_name>.log
 SCHEMA_RACE_ATTEMPTS = 5
 
 
@@ -26,14 +27,15 @@ class StorageError(ValueError):
 def resolve_storage(spec: str | None, default_path: str | Path) -> str:
     """The configured storage as the absolute form every process understands.
 
-    None -> the default journal file; "memory" stays in memory; a URL with "://" (sqlite:///...,
+    None or "memory" -> in memory (hydra-optuna-sweeper's default); "journal" -> the default
+    journal file `default_path` (rnnexp-train's default); a URL with "://" (sqlite:///...,
     postgresql://...) is an RDB URL, relative sqlite paths made absolute; anything else is a
     journal file path, made absolute (jobs may run in another working directory).
     """
-    if spec is None:
-        return str(Path(default_path).absolute())
-    if spec in (MEMORY_STORAGE, ":memory:"):
+    if spec is None or spec in (MEMORY_STORAGE, ":memory:"):
         return MEMORY_STORAGE
+    if spec == JOURNAL_STORAGE:
+        return str(Path(default_path).absolute())
     if spec.startswith("sqlite:///") and not spec.startswith("sqlite:////"):
         relative = spec[len("sqlite:///") :]
         if relative and relative != ":memory:":
