@@ -103,6 +103,24 @@ def test_motpe_is_refused_with_its_replacement(tmp_path):
     assert "hydra/sweeper/sampler=tpe" in REMOVED_SAMPLERS["MOTPESampler"]
 
 
+def test_a_choice_of_lists_reaches_the_jobs_as_lists():
+    """As hydra-optuna-sweeper: each list is a categorical choice by its Hydra text, and the job's
+    override gives the list back."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    space = build_search_space({"optimizer.betas": "choice([0.9,0.99],[0.5,0.9])", "word": "choice(a, b)"},
+                               None, [])
+    assert space.params[0].distribution == CategoricalDistribution(["[0.9,0.99]", "[0.5,0.9]"])
+    seen = set()
+    for _ in range(12):
+        lines = space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler()).ask())
+        betas = OverridesParser.create().parse_overrides([lines[0]])[0].value()
+        assert betas in ([0.9, 0.99], [0.5, 0.9])
+        seen.add(tuple(betas))
+        assert lines[1] in ("word=a", "word=b")
+    assert len(seen) == 2
+
+
 def test_the_grid_sampler_takes_hydras_range_values():
     space = build_search_space({"x": "range(1, 4)", "y": "range(0.0, 1.0, 0.5)", "z": "choice(a, b)"},
                                None, [])

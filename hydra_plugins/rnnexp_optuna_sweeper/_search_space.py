@@ -9,7 +9,7 @@ Grammar of a parameter (the value of `params.<key>` or a command-line override):
                                    range (int or float; tag(log, ...) for ints with step 1); the
                                    grid sampler takes Hydra's own values, which stop before b
     shuffle(range(...))            categorical over the range's values (Hydra's, before b)
-    choice(x, y, ...) or x,y,...   categorical
+    choice(x, y, ...) or x,y,...   categorical (a list or dict choice by its Hydra text, [1,2])
     anything else                  a fixed value given to every job
 
 Conditional parameters exist only when another parameter has one value:
@@ -54,6 +54,8 @@ class Param:
     key: str  # the override key as written, e.g. "optimizer.lr" or "+model.bias"
     distribution: BaseDistribution
     grid: list[Any] | None = None  # a range's values for the grid sampler, where they differ
+    # choices that stand for a list or dict: Hydra's text of it ("[1,2]"), passed on unquoted
+    raw: frozenset = frozenset()
 
     @property
     def name(self) -> str:
@@ -92,7 +94,7 @@ class SearchSpace:
     def _suggest_into(self, trial, lines: list[str], known: dict[str, Any]) -> None:
         for p in self.params:
             known[p.name] = value = suggest_one(trial, p)
-            lines.append(f"{p.key}={hydra_value(value)}")
+            lines.append(f"{p.key}={value if value in p.raw else hydra_value(value)}")
         lines += [key if text is None else f"{key}={text}" for key, text in self.fixed.items()]
         for parent, branches in self.conditional.items():
             branch = branches.get(str(known[parent]))
@@ -162,7 +164,9 @@ def space_from_overrides(overrides: list[Override]) -> SearchSpace:
         elif o.is_sweep_override():
             value = o.value()
             grid = range_values(value) if isinstance(value, RangeSweep) else None
-            space.params.append(Param(key, distribution_of(key, o), grid))
+            raw = (frozenset(_encoded(c) for c in value.list if isinstance(c, (list, dict)))
+                   if isinstance(value, ChoiceSweep) else frozenset())
+            space.params.append(Param(key, distribution_of(key, o), grid, raw))
         else:
             space.fixed[key] = text  # passed on to the jobs exactly as written
     return space
@@ -215,7 +219,16 @@ def range_distribution(key: str, r: RangeSweep, log: bool) -> BaseDistribution:
     return _checked(key, FloatDistribution, low=float(low), high=float(high), step=float(abs(step)))
 
 
+def _encoded(choice: Any) -> Any:
+    """A list or dict choice as Hydra's text of it (`[1,2]`), as hydra-optuna-sweeper passes it:
+    Optuna's categorical takes numbers, strings, bools and null only."""
+    if isinstance(choice, (list, dict)):
+        return Override._get_value_element_as_str(choice)
+    return choice
+
+
 def categorical(key: str, choices: list[Any]) -> CategoricalDistribution:
+    choices = [_encoded(c) for c in choices]
     for c in choices:
         if not (c is None or isinstance(c, (bool, int, float, str))):
             raise SearchSpaceError(f"{key}: choice value {c!r} is not a number, string, bool or null")
