@@ -30,12 +30,11 @@ from optuna.trial import TrialState
 
 from rnnexp.errors import require
 from rnnexp.results import atomic_path, json_safe
+from rnnexp.sweeps.grammar import hydra_value
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
 from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, results_are_current,
                                    write_plots, write_tables)
 from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
-
-from rnnexp.sweeps.grammar import hydra_value
 
 from ._objective import Objective, Outcome
 from ._search_space import (
@@ -130,9 +129,6 @@ class OptunaSweeperImpl(Sweeper):
         self.params = _container(params) or {}
         self.conditional = _container(conditional) or {}
         objective = _container(objective)
-        self.objective_names = [objective] if isinstance(objective, str) else list(objective)
-        if len(self.objective_names) != len(self.directions):  # the task returns its values
-            self.objective_names = [f"value {i}" for i in range(len(self.directions))]
         self.objective = Objective(objective, len(self.directions), aggregate)
         self.seeds: list[int | None] = list(seeds) if seeds else [None]
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates", seeds)
@@ -326,9 +322,10 @@ class OptunaSweeperImpl(Sweeper):
 
     def _make_sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
         target = str(self.sampler_cfg.get("_target_"))
-        if target.rsplit(".", 1)[-1] in REMOVED_SAMPLERS:
-            raise SweeperConfigError(REMOVED_SAMPLERS[target.rsplit(".", 1)[-1]])
-        package = SAMPLER_PACKAGES.get(target.rsplit(".", 1)[-1])
+        cls = target.rsplit(".", 1)[-1]
+        if cls in REMOVED_SAMPLERS:
+            raise SweeperConfigError(REMOVED_SAMPLERS[cls])
+        package = SAMPLER_PACKAGES.get(cls)
         if package and importlib.util.find_spec(package) is None:
             raise SweeperConfigError(f"sampler {target!r} needs the package {package!r}: "
                                      f"pip install {package}")
@@ -429,7 +426,7 @@ class OptunaSweeperImpl(Sweeper):
         else:
             paths = self._timed("files", lambda: write_tables(study, sweep_dir))
             paths += self._timed("plots", lambda: write_plots(
-                study, sweep_dir, self.objective_names, self.plots))
+                study, sweep_dir, self.objective.names, self.plots))
             if self.results_dir:
                 copy_results(paths, Path(self.results_dir))
         if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -52,6 +52,10 @@ class Objective:
         # direction, else its trial fails with this reason
         self.mismatch = (None if len(self.exprs) == n_directions else
                          f"objective has {len(self.exprs)} entries but direction has {n_directions}")
+        # what the values are called (plots, reasons): the expressions, or "value i" for values
+        # a job returns itself
+        self.names = (self.exprs if self.mismatch is None
+                      else [f"value {i}" for i in range(n_directions)])
         self.code = [self._compile(e) for e in self.exprs]
         if aggregate not in AGGREGATES:
             raise ObjectiveError(f"aggregate {aggregate!r} is not one of {sorted(AGGREGATES)}")
@@ -122,9 +126,7 @@ class Objective:
                 failures.append(f"{where}: {err}")
                 continue
             per_job.append(values)
-            names = (self.exprs if isinstance(metrics, Mapping)
-                     else [f"value {i}" for i in range(len(values))])
-            bad = [(name, v) for name, v in zip(names, values) if not _finite(v)]
+            bad = [(name, v) for name, v in zip(self.names, values) if not _finite(v)]
             if bad:
                 failures.append(f"{where}: objective {bad[0][0]} is {bad[0][1]}")
         if failures:

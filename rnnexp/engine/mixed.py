@@ -43,20 +43,19 @@ class MixedOptimizer:
         positions: dict[tuple, list[int]] = {}
         for i, member in enumerate(members):
             positions.setdefault(optimizer_key(member), []).append(i)
-        self.n = len(members)
-        self.parts = []  # (positions (A_k,), its optimizer)
-        for (name, flags), where in positions.items():
-            optimizer = make(name, [members[i].hparams for i in where], dict(flags))
-            self.parts.append((np.asarray(where), optimizer))
         self._take, self._put, self._keep = take, put, keep
+        parts = [(np.asarray(where), make(name, [members[i].hparams for i in where], dict(flags)))
+                 for (name, flags), where in positions.items()]
+        self._set_parts(parts, len(members))
 
-    @property
-    def optimizers(self) -> list:
-        return [optimizer for _, optimizer in self.parts]
+    def _set_parts(self, parts: list, n: int) -> None:
+        # (positions (A_k,), their selector, the part's optimizer): a selector changes only
+        # when members leave, so it is found here, not at every step
+        self.parts = [(positions, _selector(positions, n), optimizer)
+                      for positions, optimizer in parts]
 
     def step(self, params, grads) -> None:
-        for positions, optimizer in self.parts:
-            sel = _selector(positions, self.n)
+        for _, sel, optimizer in self.parts:
             if isinstance(sel, slice):
                 optimizer.step(self._take(params, sel), self._take(grads, sel))
             else:
@@ -68,10 +67,10 @@ class MixedOptimizer:
         """Keep the members where mask (bool (A,)) is True, in order."""
         new_position = np.cumsum(mask) - 1
         parts = []
-        for positions, optimizer in self.parts:
+        for positions, _, optimizer in self.parts:
             kept = mask[positions]
             if kept.any():
                 if not kept.all():
                     self._keep(optimizer, kept)
                 parts.append((new_position[positions[kept]], optimizer))
-        self.parts, self.n = parts, int(mask.sum())
+        self._set_parts(parts, int(mask.sum()))
