@@ -71,7 +71,9 @@ print(optuna.__version__)
 TWO_PARAM = ["hydra/sweeper=optuna", "hydra/launcher=batched", "model=torch_rnn",
              "model.hidden_size=5", "word=edgement", "train.epochs=100", "optimizer=rmsprop",
              "optimizer.lr=tag(log, interval(0.001, 1.0))", "optimizer.alpha=interval(0.1, 0.999)",
-             "hydra.sweeper.sampler.seed=0", "train.checkpoint=false"]
+             "hydra.sweeper.sampler.seed=0", "train.checkpoint=false",
+             # a diverging setting is a failed trial, not a reason to stop the measurement
+             "hydra.sweeper.max_failure_rate=1"]
 FC = ["--config-name", "fastest_convergence", "hydra/launcher=batched"]
 ROWS = [1, 2, 3, 4, 5]  # peer, 2-parameter study, fc study, its sampler alone, fc random
 QUICK = {"peer_trials": 8, "two_param_trials": 32, "fc_trials": 64}
