@@ -71,8 +71,10 @@ def test_fixed_values_lists_and_command_line_overrides():
 
 @pytest.mark.parametrize("name, key", [("cmaes", "independent_sampler"), ("gp", "independent_sampler"),
                                        ("qmc", "independent_sampler"), ("gp", "constraints_func"),
-                                       ("nsgaii", "constraints_func"), ("cmaes", "source_trials")])
+                                       ("nsgaii", "constraints_func"), ("tpe", "constraints_func"),
+                                       ("cmaes", "source_trials")])
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:`constraints_func` has been deprecated:FutureWarning")
 def test_the_official_sampler_keys_reach_optuna(name, key):
     """hydra-optuna-sweeper's sampler keys are accepted and passed to Optuna 5's sampler: a
     sampler as a config of its own, a callable or trial list through Hydra's instantiate."""
@@ -83,7 +85,8 @@ def test_the_official_sampler_keys_reach_optuna(name, key):
 
     from hydra_plugins.rnnexp_optuna_sweeper import config
 
-    schema = {"cmaes": config.CmaEsSamplerConfig, "gp": config.GPSamplerConfig,
+    schema = {"tpe": config.TPESamplerConfig, "cmaes": config.CmaEsSamplerConfig,
+              "gp": config.GPSamplerConfig,
               "qmc": config.QMCSamplerConfig, "nsgaii": config.NSGAIISamplerConfig}[name]
     value, attribute, expected = {
         "independent_sampler": ({"_target_": "optuna.samplers.RandomSampler", "seed": 3},
@@ -587,6 +590,72 @@ def test_a_plain_hydra_app_keeps_its_study_in_memory_and_runs_it_again(tmp_path)
     assert not (tmp_path / "results").exists()
 
 
+def _returned(value):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn()
+    ret.status, ret.return_value = JobStatus.COMPLETED, value
+    return ret
+
+
+@pytest.mark.parametrize("objective, directions, returned, expected", [
+    (None, 1, 0.5, [0.5]),
+    (None, 1, 3, [3.0]),
+    (None, 2, (0.5, 2), [0.5, 2.0]),
+    (None, 2, [0.5, 2], [0.5, 2.0]),
+    (None, 1, {"loss": 0.5}, [0.5]),  # a dict of one number per direction, in their order
+    (None, 2, {"loss": 0.5, "size": 7}, [0.5, 7.0]),
+    ("loss", 1, {"loss": 0.5, "size": 7}, [0.5]),
+    (["size", "loss * 2"], 2, {"loss": 0.5, "size": 7}, [7.0, 1.0]),
+    ("final_loss", 1, 0.25, [0.25]),  # an objective set for dicts leaves a number as it is
+])
+def test_the_objective_comes_from_what_the_job_returns(objective, directions, returned, expected):
+    from hydra_plugins.rnnexp_optuna_sweeper._objective import Objective
+
+    outcome = Objective(objective, directions, "mean").outcome([_returned(returned)], [None])
+    assert outcome.state == TrialState.COMPLETE and outcome.values == expected
+
+
+@pytest.mark.parametrize("objective, directions, returned, reason", [
+    (None, 1, {"loss": 0.5, "size": 7}, "keys ['loss', 'size']: set hydra.sweeper.objective"),
+    (None, 1, {"loss": "low"}, "set hydra.sweeper.objective"),
+    (None, 2, 0.5, "returned 1 values for 2 directions"),
+    (None, 1, (0.5, 2), "returned 2 values for 1 directions"),
+    (None, 1, "low", "returned str 'low': not a number"),
+    (None, 1, None, "returned NoneType None"),
+    (None, 1, float("nan"), "objective value 0 is nan"),
+    (["a", "b"], 1, {"a": 1}, "objective has 2 entries but direction has 1"),
+    ("loss", 1, {"size": 7}, "objective 'loss': name 'loss' is not defined"),
+])
+def test_a_return_value_that_is_no_objective_fails_its_trial_with_the_reason(
+        objective, directions, returned, reason):
+    from hydra_plugins.rnnexp_optuna_sweeper._objective import Objective
+
+    outcome = Objective(objective, directions, "mean").outcome([_returned(returned)], [None])
+    assert outcome.state == TrialState.FAIL and reason in outcome.reason, outcome.reason
+
+
+def test_tpe_defaults_are_the_official_plugins_and_rnnexp_train_takes_optunas():
+    """A plain app's `hydra/sweeper/sampler=tpe` is hydra-optuna-sweeper's (independent TPE, no
+    constant liar: a seeded study asks what it asked there); rnnexp-train's keeps Optuna 5's
+    multivariate TPE and a constant liar for its batches."""
+    from hydra import compose, initialize_config_dir
+
+    from rnnexp.config import register_configs
+    from rnnexp.configs import TRAIN_DIR
+
+    with initialize_config_dir(config_dir=str(RETURN_APP.parent / "conf"), version_base="1.3"):
+        plain = compose("config", overrides=["hydra/sweeper=optuna"], return_hydra_config=True)
+    assert plain.hydra.sweeper.sampler.multivariate is False
+    assert plain.hydra.sweeper.sampler.constant_liar is False
+    assert plain.hydra.sweeper.objective is None and plain.hydra.sweeper.storage is None
+    register_configs()
+    with initialize_config_dir(config_dir=str(TRAIN_DIR), version_base="1.3"):
+        ours = compose("config", overrides=["hydra/sweeper=optuna"], return_hydra_config=True)
+    assert ours.hydra.sweeper.sampler.multivariate is None
+    assert ours.hydra.sweeper.sampler.constant_liar is True
+
+
 def test_rnnexp_train_keeps_its_studies_in_journal_files():
     from hydra import compose, initialize_config_dir
 
@@ -597,3 +666,95 @@ def test_rnnexp_train_keeps_its_studies_in_journal_files():
     with initialize_config_dir(config_dir=str(TRAIN_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["hydra/sweeper=optuna"], return_hydra_config=True)
     assert cfg.hydra.sweeper.storage == "journal" and cfg.hydra.sweeper.objective == "final_loss"
+
+
+# ------------------------------------------------------------------ as hydra-optuna-sweeper asks
+def plain_optuna_loop(sampler, directions, space, extend, objective, n_trials, n_jobs):
+    """What hydra-optuna-sweeper does with a study, written with plain Optuna: ask n_jobs trials,
+    suggest each distribution of `space` in order (config params first, a command-line override
+    in the place of the param it replaces), then `extend(trial)` (custom_search_space), run,
+    tell each trial its job's return value."""
+    study = optuna.create_study(sampler=sampler, directions=directions)
+    asked = []
+    while len(asked) < n_trials:
+        batch = [study.ask() for _ in range(min(n_jobs, n_trials - len(asked)))]
+        for trial in batch:
+            for name, dist in space:
+                trial._suggest(name, dist)
+            extend(trial)
+        for trial in batch:
+            study.tell(trial, objective(trial.params))
+            asked.append(dict(trial.params))
+    return asked
+
+
+def run_searched_app(tmp_path, *overrides):
+    cmd = [sys.executable, str(RETURN_APP), "--config-name", "searched", "-m",
+           f"hydra.sweep.dir={tmp_path}/sweep", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import yaml
+
+    jobs = []
+    for num in range(16):
+        lines = yaml.safe_load((tmp_path / "sweep" / str(num) / ".hydra" / "overrides.yaml").read_text())
+        jobs.append({k: yaml.safe_load(v) for k, v in (line.split("=", 1) for line in lines)})
+    return jobs, yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+
+
+def _near_x(trial):
+    x = trial.params["x"]
+    trial.suggest_float("z", x - 0.25, x + 0.25)
+
+
+def _sphere(p):
+    return (p["x"] - 1) ** 2 + p["y"] ** 2 + p.get("z", 0.0) ** 2
+
+
+# (overrides after the app's own config, sampler, directions, space in suggestion order, extend,
+# objective, n_jobs): the three kinds of hydra-optuna-sweeper's example apps
+SEARCHED_CASES = {
+    "one objective, an override in its param's place, batches of 3": (
+        ["hydra.sweeper.n_jobs=3", "x=range(-3, 3, step=0.25)"],
+        lambda: optuna.samplers.TPESampler(seed=7, multivariate=False, constant_liar=False),
+        ["minimize"],
+        [("x", FloatDistribution(-3, 3, step=0.25)), ("y", CategoricalDistribution([-2, 0, 2]))],
+        lambda trial: None, _sphere, 3),
+    "a tuple for two directions": (
+        ["returns=tuple", "hydra.sweeper.direction=[minimize,minimize]", "hydra/sweeper/sampler=nsgaii",
+         "hydra.sweeper.sampler.population_size=6", "y=range(0, 2, step=0.5)"],
+        lambda: optuna.samplers.NSGAIISampler(seed=7, population_size=6),
+        ["minimize", "minimize"],
+        [("x", FloatDistribution(-4, 4, step=0.5)), ("y", FloatDistribution(0, 2, step=0.5))],
+        lambda trial: None, lambda p: (_sphere(p), p["x"] ** 2 + (p["y"] - 1) ** 2), 1),
+    "custom_search_space": (
+        ["hydra.sweeper.custom_search_space=.app.near_x", "spread=0.25"],
+        lambda: optuna.samplers.TPESampler(seed=7, multivariate=False, constant_liar=False),
+        ["minimize"],
+        [("x", FloatDistribution(-4, 4, step=0.5)), ("y", CategoricalDistribution([-2, 0, 2]))],
+        _near_x, _sphere, 1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SEARCHED_CASES))
+def test_a_seeded_study_asks_and_finds_what_hydra_optuna_sweeper_would(tmp_path, case):
+    """An app that keeps its space in its config, run as hydra-optuna-sweeper's examples are: the
+    plugin's sampler defaults (TPE: not multivariate, no constant liar), the params suggested in
+    the config's order, the task's return value told. Each job gets the params the plain loop
+    asks for, and optimization_results.yaml holds the loop's best trial or Pareto front."""
+    overrides, sampler, directions, space, extend, objective, n_jobs = SEARCHED_CASES[case]
+    jobs, results = run_searched_app(tmp_path, *overrides)
+    expected = plain_optuna_loop(sampler(), directions, space, extend, objective, 16, n_jobs)
+    assert [{k: v for k, v in job.items() if k in params} for job, params in zip(jobs, expected)] \
+        == expected
+    if len(directions) == 1:
+        best = min(range(16), key=lambda i: objective(expected[i]))
+        assert results["best_params"] == expected[best]
+        assert results["best_value"] == pytest.approx(objective(expected[best]))
+    else:
+        values = [objective(p) for p in expected]
+        front = {i for i, v in enumerate(values)
+                 if not any(all(a <= b for a, b in zip(w, v)) and w != v for w in values)}
+        assert {s["trial"] for s in results["solutions"]} == front

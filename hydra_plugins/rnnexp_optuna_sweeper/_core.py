@@ -352,6 +352,7 @@ class OptunaSweeperImpl(Sweeper):
         try:
             batch = []
             n_seeds = len(self.seeds)
+            first_job = job_nums(trials[0].number, n_seeds)[0]
             for trial in trials:
                 trial.set_user_attr(WORKER_ATTR, worker)
                 overrides = space.suggest(trial)
@@ -368,7 +369,10 @@ class OptunaSweeperImpl(Sweeper):
                         register_live_trial(ref, trial)
                         hook = env_overrides(ref)
                     seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
-                    subdir = [f"++hydra.sweep.subdir={nums[i]}"] if name_dirs else []
+                    # the launcher numbers the batch's jobs from first_job: a job whose trial
+                    # number gives another (other workers asked the numbers between) is named
+                    subdir = ([f"++hydra.sweep.subdir={nums[i]}"]
+                              if name_dirs and nums[i] != first_job + len(batch) else [])
                     batch.append(overrides + seed_override + subdir + hook)
             if not isinstance(self.launcher, BasicLauncher) and not self._validated:
                 # a key the config does not have, or a value of the wrong type, stops the sweep
@@ -378,7 +382,6 @@ class OptunaSweeperImpl(Sweeper):
                 # it in-process)
                 self.validate_batch_is_legal(covering_jobs(batch))
                 self._validated = True
-            first_job = job_nums(trials[0].number, n_seeds)[0]
             self.timer.add("ask", time.perf_counter() - start)
             returns = self._timed("launch", lambda: self.launcher.launch(batch, initial_job_idx=first_job))
             start = time.perf_counter()
@@ -429,9 +432,16 @@ class OptunaSweeperImpl(Sweeper):
                 study, sweep_dir, self.objective.names, self.plots))
             if self.results_dir:
                 copy_results(paths, Path(self.results_dir))
-        if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            best = study.best_trials[0]
-            log.info("Best trial %d: values %s, params %s", best.number, best.values, best.params)
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return
+        if len(study.directions) == 1:
+            best = study.best_trial
+            log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
+            return
+        pareto = study.best_trials
+        log.info("Number of Pareto solutions: %d", len(pareto))
+        for t in pareto:
+            log.info("    trial %d: values %s, params %s", t.number, t.values, t.params)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -1,7 +1,9 @@
 """From the jobs of one trial (one per seed) to the trial's outcome: state, values, reason.
 
-A job returns a dict of metrics (final_loss, min_loss, epochs_to_converge, converged, status) or,
-as with hydra-optuna-sweeper, a number (a list of numbers for multi-objective). Outcome rules:
+A job returns a dict of metrics (final_loss, min_loss, epochs_to_converge, converged, status) that
+`objective` reads, or, as with hydra-optuna-sweeper, the objective itself: a number, a list of
+numbers for multi-objective, or (no `objective` set) a dict of one number per direction, in the
+directions' order. Outcome rules:
     any job raised, diverged, or gave a non-finite or missing objective -> FAIL, reason recorded
     else any job pruned                                                  -> PRUNED
     else                                                                 -> COMPLETE, each
@@ -44,14 +46,18 @@ class Outcome:
 class Objective:
     """objectives: metric keys or Python expressions over the metric keys, one per direction."""
 
-    def __init__(self, objectives: str | Sequence[str], n_directions: int, aggregate: str):
-        self.exprs = [objectives] if isinstance(objectives, str) else [str(o) for o in objectives]
+    def __init__(self, objectives: str | Sequence[str] | None, n_directions: int, aggregate: str):
+        self.exprs = ([] if objectives is None else [objectives] if isinstance(objectives, str)
+                      else [str(o) for o in objectives])
         self.n_directions = n_directions
         # a job that returns its objective (a number, or one per direction: hydra-optuna-
         # sweeper's way) needs no expression; one that returns a dict of metrics does, one per
-        # direction, else its trial fails with this reason
-        self.mismatch = (None if len(self.exprs) == n_directions else
-                         f"objective has {len(self.exprs)} entries but direction has {n_directions}")
+        # direction (or the dict holds just one number per direction), else its trial fails
+        # with this reason
+        self.mismatch = (
+            None if len(self.exprs) == n_directions
+            else "set hydra.sweeper.objective to a key or expression per direction" if not self.exprs
+            else f"objective has {len(self.exprs)} entries but direction has {n_directions}")
         # what the values are called (plots, reasons): the expressions, or "value i" for values
         # a job returns itself
         self.names = (self.exprs if self.mismatch is None
@@ -78,9 +84,14 @@ class Objective:
             except (TypeError, ValueError):
                 raise ObjectiveError(f"the job returned {metrics!r}: not a list of numbers") from None
         elif isinstance(metrics, Mapping):
-            if self.mismatch:
-                raise ObjectiveError(self.mismatch)
-            return [self._evaluate(expr, code, metrics) for expr, code in zip(self.exprs, self.code)]
+            if self.mismatch is None:
+                return [self._evaluate(expr, code, metrics)
+                        for expr, code in zip(self.exprs, self.code)]
+            if self.exprs or len(metrics) != self.n_directions or not all(
+                    isinstance(v, Real) and not isinstance(v, bool) for v in metrics.values()):
+                raise ObjectiveError(f"the job returned a dict with keys {list(metrics)}: "
+                                     f"{self.mismatch}")
+            values = [float(v) for v in metrics.values()]
         else:
             raise ObjectiveError(f"the job returned {type(metrics).__name__} {metrics!r}: not a "
                                  "number, a list of numbers or a dict of metrics")

@@ -252,7 +252,11 @@ def build_search_space(
     lines = {k: override_text(k, v) for k, v in flatten(params).items()}
     for o in parse_overrides(command_line):
         key = o.input_line.split("=", 1)[0].strip()
-        lines.pop(key.lstrip("+"), None)
+        name = key.lstrip("+")
+        if name in lines and name != key:  # `+x=...` over the config's `x`: the same parameter
+            lines = {(key if k == name else k): v for k, v in lines.items()}
+        # a replaced parameter keeps its place: parameters are suggested in this order, which
+        # fixes what a seeded sampler draws for each (as in hydra-optuna-sweeper)
         lines[key] = o.input_line
     space = space_from_overrides(parse_overrides(list(lines.values())))
     for parent, branches in (conditional or {}).items():

@@ -25,10 +25,15 @@ class TPESamplerConfig:
     consider_endpoints: Optional[bool] = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
-    multivariate: Optional[bool] = None
+    # false, false: hydra-optuna-sweeper's values, so a seeded study asks what it asked there
+    # (Optuna 5's own defaults are multivariate for one objective and constant_liar: rnnexp-train
+    # takes those, through its hydra/sweeper/sampler/tpe.yaml)
+    multivariate: Optional[bool] = False
     group: bool = False  # with multivariate: the right choice for conditional spaces
     warn_independent_sampling: Optional[bool] = None
-    constant_liar: bool = True  # running trials count as bad: n_jobs asks do not all land together
+    # true: running trials count as bad, so the n_jobs asks of one batch do not all land together
+    constant_liar: bool = False
+    constraints_func: Optional[Any] = None  # a config that instantiates to the callable
 
 
 @dataclass
@@ -179,9 +184,11 @@ class OptunaSweeperConf:
     # parent -> parent value -> {child key: grammar}
     conditional: Dict[str, Any] = field(default_factory=dict)
 
-    # a metric key of the job's returned dict, or a Python expression over its keys;
-    # a list of them for multi-objective (one per direction)
-    objective: Any = "final_loss"
+    # a metric key of the job's returned dict, or a Python expression over its keys; a list of
+    # them for multi-objective (one per direction). null, as in hydra-optuna-sweeper: the job's
+    # return value is the objective (a number; a sequence, or a dict of one number per direction,
+    # for several). rnnexp-train's hydra/sweeper/optuna.yaml sets final_loss
+    objective: Any = None
     seeds: Optional[List[int]] = None  # each trial runs one job per seed: `<seed_key>=<seed>`
     seed_key: str = "seed"
     aggregate: str = "mean"  # mean | median | min | max over the seeds of a trial
@@ -214,8 +221,10 @@ def register_configs() -> None:
     # the schema; `hydra/sweeper=optuna` itself is a YAML file on the search path (conf/, added
     # by searchpath.py) that an app can shadow with its own defaults
     cs.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConf, provider="rnnexp")
+    # likewise `hydra/sweeper/sampler=tpe` (conf/hydra/sweeper/sampler/tpe.yaml) over its schema
+    cs.store(group="hydra/sweeper/sampler", name="tpe_schema", node=TPESamplerConfig,
+             provider="rnnexp")
     samplers = {
-        "tpe": TPESamplerConfig,
         "random": RandomSamplerConfig,
         "cmaes": CmaEsSamplerConfig,
         "gp": GPSamplerConfig,

@@ -97,6 +97,9 @@ def write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str],
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
+    # matplotlib says at INFO that it draws a categorical's numeric-looking choices as categories,
+    # which is what a choice is
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     from optuna.visualization import matplotlib as ovm
 
     n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
