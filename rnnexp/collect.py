@@ -68,6 +68,8 @@ class Collection:
     problems: list[Problem]
     base: Path  # run_dir values are relative to this
     config_columns: list[str] = field(default_factory=list)
+    # run dir -> {"config", "metrics"} as read (the values before pandas typed them as columns)
+    raw: dict = field(default_factory=dict, repr=False)
     _histories: dict = field(default_factory=dict, repr=False)
     _cache: Optional["RunCache"] = field(default=None, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)  # derived data (rnnexp.tables' index)
@@ -172,7 +174,7 @@ def collect(root: Path, base: Optional[Path] = None, warn: bool = True,
     (the caller saves it: `cache.save()`, once the histories it needs are read)."""
     root = Path(root)
     base = Path(base) if base is not None else root
-    rows, problems, config_keys = [], [], {}
+    rows, problems, config_keys, raw = [], [], {}, {}
     root_real = root.resolve()
     base_real = base.resolve()
     if cache is not None:
@@ -191,10 +193,12 @@ def collect(root: Path, base: Optional[Path] = None, warn: bool = True,
             continue
         config_keys.update(dict.fromkeys(run["config"]))
         rows.append({"run_dir": name, **run["config"], **run["metrics"]})
+        raw[name] = run
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["run_dir"])
-    return Collection(frame, problems, base, [k for k in config_keys if k in frame], _cache=cache)
+    return Collection(frame, problems, base, [k for k in config_keys if k in frame], raw=raw,
+                      _cache=cache)
 
 
 def _relative(path: Path, base: Path, root: Optional[Path] = None, root_real: Optional[Path] = None,

@@ -1,5 +1,6 @@
-"""Loss against epoch for a table: one panel per reading, one line per setting (mean over seeds)
-with a min–max band, log-scale loss, the published values as markers.
+"""Loss against epoch for a table: one panel per reading, one line per setting (the median over
+seeds, so one seed's spike does not draw the line) with bands for the quartiles and the min–max
+range, log-scale loss, the published values as markers.
 
 A plot is made in two steps: `plot_spec` works out everything the figure shows (plain data, no
 matplotlib), `draw` turns that into a PNG. `spec_fingerprint` hashes a spec together with this
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import textwrap
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -51,15 +53,25 @@ def loss_curves(result: TableResult, collection: Collection, reading: str) -> li
         runs = _runs_of_setting(result, values, grid)
         if not runs:
             continue
-        losses = [collection.history(r).loss.to_numpy(float) for r in runs]
-        length = max(len(x) for x in losses)
-        stack = np.full((len(losses), length), np.nan)  # (seeds, epochs), NaN after a run stopped
-        for i, x in enumerate(losses):
-            stack[i, :len(x)] = x
+        histories = [collection.history(r) for r in runs]
+        word = str(dict(setting.values).get("word", ""))
+        scale = result.sweep.reading(reading).loss_scale(word)  # as the reading prints a loss
+        # the epochs the histories hold (a long run's record keeps some of them: rnnexp.record)
+        epochs = np.unique(np.concatenate([h["epoch"].to_numpy(np.int64) for h in histories]))
+        stack = np.full((len(runs), len(epochs)), np.nan)  # (seeds, epochs), NaN after a stop
+        for i, h in enumerate(histories):
+            stack[i, np.searchsorted(epochs, h["epoch"].to_numpy(np.int64))] = \
+                h["loss"].to_numpy(float) * scale
         stack = np.maximum(stack, LOSS_FLOOR)
-        with np.errstate(all="ignore"):
-            curves.append({"grid": grid, "epochs": np.arange(1, length + 1), "n": len(runs),
-                           "mean": np.nanmean(stack, 0), "min": np.nanmin(stack, 0),
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed is NaN
+            quartiles = np.percentile(stack, [25, 50, 75], axis=0)
+            gaps = np.isnan(stack).any(axis=0)  # epochs some seed did not reach (a quick path)
+            if gaps.any():
+                quartiles[:, gaps] = np.nanpercentile(stack[:, gaps], [25, 50, 75], axis=0)
+            low, median, high = quartiles
+            curves.append({"grid": grid, "epochs": epochs, "n": len(runs), "median": median,
+                           "q1": low, "q3": high, "min": np.nanmin(stack, 0),
                            "max": np.nanmax(stack, 0)})
     return curves
 
@@ -97,7 +109,8 @@ def plot_spec(result: TableResult, collection: Collection) -> dict:
         curves = []
         for curve in loss_curves(result, collection, reading):
             curves.append({"label": f"{setting_label(sweep, curve['grid'])}",
-                           "epochs": curve["epochs"], "mean": curve["mean"], "min": curve["min"],
+                           "epochs": curve["epochs"], "median": curve["median"],
+                           "q1": curve["q1"], "q3": curve["q3"], "min": curve["min"],
                            "max": curve["max"],
                            "published": published_points(sweep, curve["grid"])})
             n_seeds.add(curve["n"])
@@ -106,8 +119,8 @@ def plot_spec(result: TableResult, collection: Collection) -> dict:
                        "title": f"reading: {reading}{best}" if sweep.ambiguous else ""})
     seeds = "/".join(str(n) for n in sorted(n_seeds)) or "0"
     title = sweep.title + (f" (quick mode: {sweep.epochs} epochs)" if sweep.quick else "")
-    key = (f"line: mean over {seeds} seed{'s' if seeds != '1' else ''}, band: min–max over seeds, "
-           f"◇: published (a printed 0 drawn at its rounding limit)")
+    key = (f"line: median over {seeds} seed{'s' if seeds != '1' else ''}, bands: quartiles and "
+           f"min–max over seeds, ◇: published (a printed 0 drawn at its rounding limit)")
     chars = int(width * 11)  # characters per title line at this font size
     return {"nrows": nrows, "ncols": ncols, "width": width, "panels": panels,
             "suptitle": "\n".join(textwrap.wrap(title, chars) + textwrap.wrap(key, chars))}
@@ -176,8 +189,10 @@ def draw(spec: dict, path: Path) -> Path:
         curves = panel["curves"]
         for i, curve in enumerate(curves):
             color = f"C{i}"
-            ax.plot(curve["epochs"], curve["mean"], color=color, lw=1.4, label=curve["label"])
-            ax.fill_between(curve["epochs"], curve["min"], curve["max"], color=color, alpha=0.18,
+            ax.plot(curve["epochs"], curve["median"], color=color, lw=1.4, label=curve["label"])
+            ax.fill_between(curve["epochs"], curve["q1"], curve["q3"], color=color, alpha=0.25,
+                            lw=0)
+            ax.fill_between(curve["epochs"], curve["min"], curve["max"], color=color, alpha=0.1,
                             lw=0)
             for epoch, value in curve["published"]:
                 ax.plot([epoch], [value], marker="D", ms=7, mfc="white", mec=color, mew=1.8,

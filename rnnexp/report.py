@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import rnnexp
+from rnnexp import record
 from rnnexp import sweeps as sweeps_pkg
 from rnnexp.claims import check_conclusions, claims_markdown
 from rnnexp.collect import Collection, RunCache, RunDirWarning, collect, write_runs_csv
@@ -100,14 +101,16 @@ def render_made(ctx: ReportContext) -> str:
             lines.append("- Failed: " + "; ".join(m["failures"]))
     lines += [
         f"- Report built {datetime.now().astimezone().isoformat(timespec='seconds')} by "
-        f"`rnnexp-report --results {ctx.results}`, from {len(ctx.collection.runs)} run dirs under "
-        f"`{ctx.runs_dir()}` ({len(ctx.collection.problems)} skipped as unreadable).",
+        f"`rnnexp-report --results {ctx.results}`, from the {len(ctx.collection.runs)} runs of "
+        f"`{Results(ctx.results).record.name}` (the run dirs under `{ctx.runs_dir()}` folded in; "
+        f"{len(ctx.collection.problems)} skipped as unreadable).",
         f"- Mode: {mode}. Seeds found: {', '.join(map(str, seeds)) or 'none'} "
         f"(each cell says how many it averages).",
         f"- Software: {versions_line()}.",
         f"- Machine: {machine_line()}.",
         "- Every cell is the mean ± sample sd over seeds (n = seeds), beside the report's printed "
-        "value. Plots: mean over seeds, a min–max band, log-scale loss; ◇ marks published values.",
+        "value. Plots: the median over seeds (one seed's spike does not draw the line), bands for the "
+        "quartiles and the min–max range, log-scale loss; ◇ marks published values.",
         "- All runs: `runs.csv` (one row per run); tables as CSV and Markdown in `tables/`, plots "
         "in `plots/`.",
         "",
@@ -181,10 +184,18 @@ def render_ambiguities(ctx: ReportContext) -> str:
 
 
 def render_conclusions(ctx: ReportContext) -> str:
-    checks = check_conclusions(ctx.tables, ctx.collection)
+    checks = check_conclusions(ctx.tables, ctx.collection, Results(ctx.results).study)
     return ("## The report's conclusions, checked across seeds\n\n"
-            "Verdicts: *holds* (every seed/setting), *holds mostly* (at least half), *mostly "
-            "fails*, *fails* (none).\n\n" + claims_markdown(checks))
+            "Each conclusion is split into comparisons, each paired by seed where the design "
+            "allows: its effect, a 95 % bootstrap interval over seeds, n and a test (Wilcoxon "
+            "signed-rank on log ratios of losses, a sign-flip permutation test on differences in "
+            "epochs). A comparison is *as claimed* or *against* where its interval lies wholly on "
+            "one side of no effect, and *too close to call* where it includes no effect. A "
+            "conclusion *holds* where every comparison is as claimed, *holds in part* where some "
+            "are and none is against, is *mixed* where some are as claimed and some against, "
+            "*fails* where none is as claimed and some are against, and is *too close to call* "
+            "where every comparison is. docs/statistics.md explains each step.\n\n"
+            + claims_markdown(checks))
 
 
 def render_problems(ctx: ReportContext) -> str:
@@ -243,7 +254,13 @@ def build_report(results: Path, sections: Sequence[Section], quick: Optional[boo
     runs_cache = RunCache(cache)
     with warnings.catch_warnings():
         warnings.simplefilter("always" if warn else "ignore", RunDirWarning)
-        collection = collect(layout.runs, base=results, warn=warn, cache=runs_cache)
+        found = collect(layout.runs, base=results, warn=warn, cache=runs_cache)
+    # the run dirs found are folded into the committed record, and everything below reads the
+    # record alone: a clone without run dirs writes the same tables, plots and REPORT.md
+    entries = record.fold_in(found, record.read_entries(layout.record), record.wanted_epochs(sweeps))
+    record.write_entries(layout.record, entries)
+    runs_cache.save()  # the histories of every run dir were read into the record
+    collection = record.collection_of(entries, results, found.problems)
     tables = {s.name: build_table(s, collection, configs.get(s.name)) for s in sweeps}
     ctx = ReportContext(results, sweeps, collection, tables, manifest, quick)
 
@@ -255,7 +272,6 @@ def build_report(results: Path, sections: Sequence[Section], quick: Optional[boo
         write_if_changed(layout.tables / f"{name}.md", _table_file_markdown(result))
     draw_plots(tables, collection, layout.plots, cache)
     write_if_changed(layout.report, render_report(ctx, sections))
-    runs_cache.save()  # after the tables, plots and claims have read the histories they need
     return ctx
 
 

@@ -8,6 +8,7 @@ counts, a run with any other setting does not.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
@@ -19,7 +20,7 @@ from rnnexp.collect import Collection
 from rnnexp.sweeps import EPOCH, METRIC, METRICS, Sweep, canonical, expected_configs
 
 # config keys that do not change a run's numbers
-CLOSE_FIT = 0.05  # log10-distances closer than this (a factor 1.12) do not single out a reading
+LOSSES = ("loss", "final_loss", "min_loss")  # metrics a reading's printing (per step) scales
 IGNORED_KEYS = ("seed", "device", "train.skip_done", "train.checkpoint", "train.max_word_length")
 
 
@@ -181,11 +182,14 @@ def table_values(sweep: Sweep, collection: Collection,
     for setting, config in _settings_with_configs(sweep, configs):
         grid = dict(setting.grid)
         cells = list(cells_of(layout, grid))
+        reading = sweep.reading(setting.reading)
         for run in _runs_as_dicts(collection, config):
+            scale = reading.loss_scale(str(run.get("word", "")))  # as the reading prints a loss
             for r, c, metric, epoch in cells:
+                value = _metric_value(run, metric, epoch, collection)
                 records.append({
                     "reading": setting.reading, "row": r, "col": c, "seed": int(run["seed"]),
-                    "value": _metric_value(run, metric, epoch, collection),
+                    "value": value * scale if metric in LOSSES else value,
                     "generated": run.get("generated"), "spells_word": bool(run.get("spells_word")),
                     "run_dir": run["run_dir"]})
     columns = ["reading", "row", "col", "seed", "value", "generated", "spells_word", "run_dir"]
@@ -257,20 +261,69 @@ def _positions(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[tuple, lis
     return out
 
 
-def reading_fit(sweep: Sweep, cells: pd.DataFrame) -> pd.DataFrame:
-    """Mean log-distance between reproduced means and published values, per reading; the
-    reading with the smallest one is the best fit (only where every reading has all its cells)."""
+def seed_matrix(values: pd.DataFrame, reading: str, n_rows: int, n_cols: int,
+                seeds: list[int]) -> np.ndarray:
+    """(cells, seeds) values of one reading, cells in row-major order; a missing run is NaN, a run
+    that diverged (a NaN or infinite value) is +inf: worse than any run that kept a number."""
+    out = np.full((n_rows * n_cols, len(seeds)), np.nan)
+    where = {s: i for i, s in enumerate(seeds)}
+    v = values[values.reading == reading]
+    for r, c, seed, value in zip(v.row, v.col, v.seed, v.value.astype(float)):
+        out[r * n_cols + c, where[int(seed)]] = value if np.isfinite(value) else np.inf
+    return out
+
+
+def fit_statistic(matrix: np.ndarray, published: np.ndarray, floors: np.ndarray):
+    """The distance of a reading to the published numbers, as a function of resampled seeds
+    (rnnexp.stats.bootstrap): per cell |log10 median over the seeds - log10 published| (each
+    raised to its printed rounding limit first), averaged over the cells. A median over seeds, so
+    one seed (a spike, a divergence) cannot move a cell far."""
+    log_pub = np.log10(np.maximum(published, floors))[:, None]
+
+    median = np.nanmedian if np.isnan(matrix).any() else np.median  # (np.median is quicker)
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a cell without runs: NaN
+            med = median(matrix[:, idx], axis=2)  # (cells, resamples)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dist = np.abs(np.log10(np.maximum(med, floors[:, None])) - log_pub)
+        return dist.mean(axis=0)
+    return statistic
+
+
+def reading_fit(sweep: Sweep, values: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """How far each reading lies from the published values (fit_statistic), with a bootstrap 95 %
+    interval over seeds; the reading with the smallest distance is the best fit (only where every
+    reading has all its cells), and a reading whose interval overlaps the best's is too close to
+    call against it."""
+    from rnnexp.stats import bootstrap
+
+    layout = sweep.layout
+    n_rows, n_cols = len(layout.rows.values), len(layout.columns.values)
+    published = np.array([p.value for row in sweep.published for p in row], float)
+    floors = np.array([p.floor for row in sweep.published for p in row], float)
+    seeds = sorted({int(x) for x in values.seed}) if len(values) else []
     records = []
     for reading in (r.name for r in sweep.readings):
         c = cells[cells.reading == reading]
-        d = c.log_distance.dropna()
-        records.append({"reading": reading, "log_distance": float(d.mean()) if len(d) else math.nan,
-                        "cells": int(len(d)), "of": int(len(c))})
+        filled = int((c.n > 0).sum())
+        estimate = low = high = math.nan
+        if seeds and filled == len(c):
+            matrix = seed_matrix(values, reading, n_rows, n_cols, seeds)
+            estimate, low, high = bootstrap(fit_statistic(matrix, published, floors), len(seeds))
+        records.append({"reading": reading, "log_distance": float(estimate), "low": float(low),
+                        "high": float(high), "cells": filled, "of": int(len(c)),
+                        "seeds": len(seeds)})
     fit = pd.DataFrame.from_records(records)
-    complete = fit.cells == fit.of
+    complete = (fit.cells == fit.of) & np.isfinite(fit.log_distance) if len(fit) else fit.cells
     fit["best"] = False
-    if complete.all() and len(fit):
-        fit.loc[fit.log_distance.idxmin(), "best"] = True
+    fit["too_close"] = False
+    if len(fit) and complete.all():
+        best = fit.log_distance.idxmin()
+        fit.loc[best, "best"] = True
+        others = fit.index != best
+        fit.loc[others, "too_close"] = (fit.low[others] <= fit.high[best]).to_numpy()
     return fit
 
 
@@ -279,7 +332,7 @@ def build_table(sweep: Sweep, collection: Collection,
     """The table of a sweep; `configs`: its settings' expected configs, where already known."""
     values = table_values(sweep, collection, configs)
     cells = table_cells(sweep, values)
-    return TableResult(sweep, values, cells, reading_fit(sweep, cells))
+    return TableResult(sweep, values, cells, reading_fit(sweep, values, cells))
 
 
 # ---------------------------------------------------------------- presentation
@@ -362,30 +415,43 @@ def _first_of_row(at: dict[tuple, list[int]], r: int) -> int:
     return min(positions[0] for (row, _), positions in at.items() if row == r)
 
 
+def _interval(low: float, high: float) -> str:
+    return "–" if not (np.isfinite(low) and np.isfinite(high)) else f"{low:.2f}–{high:.2f}"
+
+
 def fit_markdown(result: TableResult) -> str:
     fit = result.fit
-    lines = ["| reading | mean log10-distance to published | cells |", "|---|---|---|"]
+    lines = ["| reading | log10-distance to published | 95 % CI | cells |", "|---|---|---|---|"]
     for _, f in fit.iterrows():
         dist = "–" if not np.isfinite(f.log_distance) else f"{f.log_distance:.2f}"
-        name = f"**{f.reading}** (best fit)" if f.best else f.reading
-        lines.append(f"| {name} | {dist} | {f.cells}/{f.of} |")
+        name = (f"**{f.reading}** (best fit)" if f.best else
+                f"{f.reading} (too close to call)" if f.too_close else f.reading)
+        lines.append(f"| {name} | {dist} | {_interval(f.low, f.high)} | {f.cells}/{f.of} |")
+    n = int(fit.seeds.max()) if len(fit) else 0
+    lines += ["", f"Distance: per cell, |log10 of the median over the {n} seeds − log10 of the "
+              "published value|, averaged over the cells (0: every median equals its published "
+              "value, 1: a factor of 10 off); interval: 95 % bootstrap over seeds. A reading whose "
+              "interval overlaps the best fit's is too close to call against it."]
     return "\n".join(lines) + "\n"
 
 
 def fit_verdict(result: TableResult) -> str:
-    """One sentence: which reading the published numbers fit, and by how much."""
+    """One sentence: which reading the published numbers fit, by how much, how sure."""
     fit = result.fit.sort_values("log_distance")
     best = result.best_reading
     if best is None:
         return "Not every reading has runs in every cell yet, so no reading is picked."
     first = fit.iloc[0]
-    factor = 10 ** first.log_distance
-    text = (f"The published numbers fit **{best}** best: its means are off by a factor of "
-            f"{factor:.2g} on average (mean |log10 ratio| {first.log_distance:.2f})")
+    n = int(first.seeds)
+    text = (f"The published numbers fit **{best}** best: its seeds' medians are off by a factor "
+            f"of {10 ** first.log_distance:.2g} on average (log10-distance {first.log_distance:.2f}, "
+            f"95 % CI {_interval(first.low, first.high)}, n = {n} seeds)")
     if len(fit) > 1:
         second = fit.iloc[1]
-        text += (f", against {10 ** second.log_distance:.2g} ({second.log_distance:.2f}) for the "
-                 f"next best, {second.reading}")
-        if second.log_distance - first.log_distance < CLOSE_FIT:
-            text += "; too close to tell the readings apart"
+        text += (f", against {10 ** second.log_distance:.2g} ({second.log_distance:.2f}, "
+                 f"{_interval(second.low, second.high)}) for the next best, {second.reading}")
+        close = fit[fit.too_close].reading.tolist()
+        if close:
+            text += (f"; **too close to call** against {', '.join(close)}: the intervals "
+                     "overlap, so other seeds could reverse the order")
     return text + "."

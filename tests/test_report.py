@@ -77,6 +77,27 @@ def test_table_has_the_report_layout_and_picks_the_fitting_reading(tiny):
     assert len(csv) == 4  # two readings x two rows
 
 
+def test_a_reading_printed_per_step_reads_the_sums_runs_divided_by_the_steps(tiny, tmp_path):
+    """A "per step" reading runs nothing of its own: it reads the runs of the reading that sets
+    the same values, each loss divided by the word's time steps ("edgement": 7)."""
+    sweeps, results = tiny
+    text = SWEEP.replace("  - {name: alpha 0.5, set: {optimizer.alpha: 0.5}}\n",
+                         "  - {name: alpha 0.5, set: {optimizer.alpha: 0.5}}\n"
+                         "  - {name: alpha 0.5 per step, set: {optimizer.alpha: 0.5}, "
+                         "printed: per step}\n")
+    (sweeps / "tiny.yaml").write_text(text)
+    sweep = load_sweep(sweeps / "tiny.yaml")
+    assert sweep.n_runs() == 16 and len(sweep.commands(tmp_path)) == 1
+    values = build_table(sweep, collect(results / "runs", base=results)).values
+    plain = values[values.reading == "alpha 0.5"].set_index(["row", "col", "seed"]).value
+    per_step = values[values.reading == "alpha 0.5 per step"].set_index(["row", "col", "seed"]).value
+    assert np.allclose(per_step, plain / 7)
+    bad = text.replace("printed: per step", "printed: per word")
+    (sweeps / "tiny.yaml").write_text(bad)
+    with pytest.raises(ValueError, match=r"readings\[2\]\.printed: 'per word' is not one of"):
+        load_sweep(sweeps / "tiny.yaml")
+
+
 def test_log_distance_treats_a_printed_zero_as_below_its_last_digit():
     from rnnexp.sweeps import Published
     zero = Published.parse("0.00000")
@@ -176,6 +197,49 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     assert (results / "plots" / "tiny.png").read_bytes() == cached["plots/tiny.png"][0]
 
 
+def test_the_report_rebuilds_identically_from_its_record_without_run_dirs(tiny):
+    """record.jsonl.gz holds every run's config, metrics and history: with every run dir and the
+    cache deleted, the report writes the same runs.csv, tables, plots and REPORT.md (the line
+    saying when it was built aside). A run dir trained again later replaces its record entry."""
+    sweeps, results = tiny
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    before = {k: v[0] for k, v in _outputs(results).items()}
+    assert "record.jsonl.gz" in before and "plots/tiny.png" in before
+    shutil.rmtree(results / "runs")
+    shutil.rmtree(results / ".cache")
+    ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert len(ctx.collection.runs) == 17
+    assert {k: v[0] for k, v in _outputs(results).items()} == before
+
+    fake_run(results / "runs" / "tiny" / "a=0.5,lr=0.4,h=10,s=1",
+             {"optimizer.alpha": 0.5, "optimizer.lr": 0.4, "model.hidden_size": 10}, seed=1,
+             final_loss=0.3)
+    ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    assert len(ctx.collection.runs) == 17
+    runs = pd.read_csv(results / "runs.csv").set_index("run_dir")
+    assert runs.loc["runs/tiny/a=0.5,lr=0.4,h=10,s=1", "final_loss"] == pytest.approx(0.3)
+
+
+def test_a_long_runs_record_keeps_its_curve_and_every_epoch_a_table_reads():
+    from rnnexp.record import kept_epochs
+
+    epochs = np.arange(1, 10001)
+    kept = epochs[kept_epochs(epochs, wanted=[1234])]
+    assert {1, 50, 1000, 1050, 1234, 2000, 5000, 10000} <= set(kept)
+    assert 101 not in kept and len(kept) == 202
+    assert kept_epochs(np.arange(1, 201)).all()  # a short run keeps every epoch
+
+
+def test_a_damaged_record_is_one_line_naming_it(tiny):
+    from rnnexp.record import RecordError
+
+    sweeps, results = tiny
+    report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+    (results / "record.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(RecordError, match="record.jsonl.gz is not a readable run record"):
+        report.build_report(results, SECTIONS, sweeps_dir=sweeps)
+
+
 def test_a_changed_sweep_file_is_read_again(tiny):
     sweeps, results = tiny
     report.build_report(results, SECTIONS, sweeps_dir=sweeps)
@@ -187,49 +251,92 @@ def test_a_changed_sweep_file_is_read_again(tiny):
 
 # ---------------------------------------------------------------- claim checks on made-up data
 
-def _sizes(values_by_seed):
+def _sizes(values_by_seed, sizes=(5, 20, 50)):
     return pd.DataFrame([{"group": "Adam", "size": s, "seed": seed, "value": v}
                          for seed, values in enumerate(values_by_seed)
-                         for s, v in zip((5, 20, 50), values)])
+                         for s, v in zip(sizes, values)])
 
 
-def test_hidden_size_claim_holds_and_fails():
-    holds = check_falls_with_size(_sizes([[0.1, 0.01, 0.001], [0.2, 0.02, 0.002]]))
-    assert holds.verdict == "holds" and (holds.holds, holds.total) == (2, 2)
-    assert "Adam 2/2 seeds (hidden 5/20/50)" in holds.summary
-    fails = check_falls_with_size(_sizes([[0.1, 0.2, 0.3], [0.1, 0.01, 0.05]]))
-    assert fails.verdict == "fails" and "Adam 0/2 seeds" in fails.summary
+RNG = np.random.default_rng(7)
+NOISE = RNG.lognormal(0, 0.05, (12, 3))  # 12 seeds, a few per cent apart
 
 
-def test_bias_claim_counts_pairs():
-    frame = pd.DataFrame({"table": "q1", "row": ["epochs 1000"] * 3 + ["epochs 2000"] * 3,
-                          "seed": [0, 1, 2] * 2, "with_bias": [1, 1, 3, 1, 1, 1],
-                          "without_bias": [2, 2, 2, 2, 2, 2]})
+def test_hidden_size_claim_is_judged_per_step_with_an_interval():
+    falls = check_falls_with_size(_sizes(NOISE * [1.0, 0.1, 0.01]))
+    assert falls.verdict == "holds" and len(falls.comparisons) == 2
+    first = falls.comparisons[0]
+    assert first.label == "Adam: hidden 20 against 5" and first.outcome == "as claimed"
+    assert first.effect.n == 12 and first.effect.high < 1
+    assert "hidden 20 89.9 % lower than hidden 5 (95 % CI" in first.text and "n = 12" in first.text
+    rises = check_falls_with_size(_sizes(NOISE * [1.0, 0.1, 0.3]))  # 20 -> 50 rises
+    assert rises.verdict == "mixed"
+    assert [c.outcome for c in rises.comparisons] == ["as claimed", "against"]
+    flat = check_falls_with_size(_sizes(NOISE * [1.0, 0.1, 0.1]))  # 20 -> 50: noise alone
+    assert flat.verdict == "holds in part" and flat.comparisons[1].outcome == "too close to call"
+
+
+def test_bias_claim_is_one_paired_comparison_per_setting():
+    seeds = range(12)
+    frame = pd.DataFrame(
+        [{"setting": "lr 0.001, 1000 epochs", "seed": s, "with_bias": 0.95 * w,
+          "without_bias": w} for s, w in zip(seeds, NOISE[:, 0])]
+        + [{"setting": "lr 0.005, 5000 epochs", "seed": s, "with_bias": w,
+            "without_bias": v} for s, w, v in zip(seeds, NOISE[:, 1], NOISE[:, 2])])
     check = check_lower_with_bias(frame)
-    assert (check.holds, check.total, check.verdict) == (5, 6, "holds mostly")
-    assert "epochs 1000: 2/3" in check.details[0] and "epochs 2000: 3/3" in check.details[0]
+    assert [c.outcome for c in check.comparisons] == ["as claimed", "too close to call"]
+    assert check.verdict == "holds in part"
+    assert "with bias 5.0 % lower than without" in check.comparisons[0].text
 
 
 def test_spelling_claim_sees_the_word_lost_while_the_loss_falls():
+    from rnnexp.record import spelling_facts
+
     loss = np.array([3.0, 2.0, 1.0, 0.5, 0.2])
-    lost = (loss, np.array([0, 1, 0, 1, 1], bool), True)  # right at 2, wrong at 3 though loss fell
-    steady = (loss, np.array([0, 0, 1, 1, 1], bool), True)
-    check = check_spelling_vs_loss([("a", *lost), ("b", *steady)])
-    assert check.verdict == "holds" and "in 1/2 the string was right and turned wrong" in check.summary
-    never = check_spelling_vs_loss([("c", loss, np.ones(5, bool), False)])
-    assert never.verdict == "fails"
+    lost = spelling_facts(loss, np.array([0, 1, 0, 1, 1], bool))  # right at 2, wrong at 3
+    steady = spelling_facts(loss, np.array([0, 0, 1, 1, 1], bool))
+    assert lost == {"fell_while_wrong": True, "lost_while_falling": 1}
+    assert steady == {"fell_while_wrong": True, "lost_while_falling": 0}
+    runs = [("a", *lost.values(), True), ("b", *steady.values(), True)]
+    check = check_spelling_vs_loss(runs * 6)
+    assert check.verdict == "holds"
+    assert "turned wrong at an epoch where the loss fell in 6/12" in check.comparisons[0].text
+    assert "12/12 (100 %, 95 % CI 76–100 %)" in check.comparisons[1].text
+    few = check_spelling_vs_loss(runs)  # 2/2 right: too few to say
+    assert few.comparisons[1].outcome == "too close to call"
+    never = spelling_facts(loss, np.ones(5, bool))
+    check = check_spelling_vs_loss([("c", *never.values(), False)] * 12)
+    assert check.verdict == "fails"
 
 
-def test_fastest_and_tuned_claims():
-    frame = pd.DataFrame({"comparison": ["lr 0.4"] * 4, "seed": [0, 0, 1, 1],
-                          "group": ["RMSprop", "Adam"] * 2, "value": [1e-5, 1e-3, 1e-2, 1e-3]})
-    check = check_fastest(frame)
-    assert (check.holds, check.total) == (1, 2)
-    tuned = check_converges_within(pd.Series([48, 59, 75, np.nan]), limit=60)
-    assert (tuned.holds, tuned.total, tuned.verdict) == (2, 4, "holds mostly")
-    assert "converged at all in 3/4" in tuned.summary and "median 59" in tuned.summary
+def test_fastest_claim_compares_epochs_to_converge_and_leaves_out_cells_nobody_learned():
+    rows = []
+    for seed in range(10):
+        rows += [{"comparison": "lr 0.4", "seed": seed, "group": "RMSprop", "value": 20 + seed % 3,
+                  "budget": 100},
+                 {"comparison": "lr 0.4", "seed": seed, "group": "Adam",
+                  "value": 60 + seed if seed < 8 else np.nan, "budget": 100},
+                 {"comparison": "lr 0.001", "seed": seed, "group": "RMSprop", "value": np.nan,
+                  "budget": 100},
+                 {"comparison": "lr 0.001", "seed": seed, "group": "Adam", "value": np.nan,
+                  "budget": 100}]
+    check = check_fastest(pd.DataFrame(rows))
+    assert check.verdict == "holds" and len(check.comparisons) == 1
+    assert check.comparisons[0].label == "lr 0.4: RMSprop against Adam"
+    assert "epochs fewer than Adam" in check.comparisons[0].text
+    assert "lr 0.001" in check.details[0] and "no optimizer converged" in check.details[0]
+
+
+def test_tuned_claim_judges_the_median_on_table_and_fresh_seeds():
+    table = pd.Series([48, 59, 75, 81, np.nan, 90, 70, 66, 85, 77])
+    fresh = pd.Series([30, 35, 40, 38, 42, 33, 36, 44, 39, 41] * 2)
+    check = check_converges_within(table, budget=100, limit=60, fresh=fresh)
+    assert [c.outcome for c in check.comparisons] == ["against", "as claimed"]
+    assert check.verdict == "mixed"
+    assert "converged before epoch 60 in 2/10" in check.comparisons[0].text
+    assert "at all in 9/10" in check.comparisons[0].text and "n = 20" in check.comparisons[1].text
 
 
 def test_verdict_words():
-    assert [verdict(*x) for x in ((3, 3), (2, 3), (1, 3), (0, 3), (0, 0))] == [
-        "holds", "holds mostly", "mostly fails", "fails", "no data"]
+    a, b, c = "as claimed", "against", "too close to call"
+    assert [verdict(x) for x in ([a, a], [a, c], [a, b], [b, c], [c, c], [])] == [
+        "holds", "holds in part", "mixed", "fails", "too close to call", "no data"]

@@ -54,9 +54,11 @@ def test_the_report_tables_are_all_there_and_valid():
     assert {"q1_epochs", "q1_lr", "q2i_adam", "q2i_adagrad", "q2i_rmsprop", "q2ii_adam",
             "q2ii_adagrad", "q2ii_rmsprop"} <= set(sweeps)
     q1 = sweeps["q1_epochs"]
-    assert q1.epochs == 10000 and q1.seeds == 5 and len(q1.readings) == 4
+    assert q1.epochs == 10000 and q1.seeds == 20 and len(q1.readings) == 6
     assert q1.layout.rows.values == (1000, 2000, 5000, 10000)  # read from one run's history
-    assert q1.n_runs() == 2 * 4 * 5
+    # the two "printed per character" readings read the sum's runs: nothing runs twice
+    assert [r.printed for r in q1.readings].count("per step") == 2
+    assert q1.n_runs() == 2 * 4 * 20
     assert sweeps["q2i_adam"].published[2][0].text == "0.00001"
 
 
@@ -70,7 +72,7 @@ def test_readings_fold_into_one_multirun_where_they_form_a_product():
     for cmd in adam:
         assert cmd[0] == "-m" and "train.skip_done=true" in cmd and "hydra/launcher=batched" in cmd
         assert "hydra.sweep.subdir=${hydra.job.override_dirname}" in cmd
-        assert "seed=0,1,2,3,4" in cmd
+        assert f"seed={','.join(map(str, range(20)))}" in cmd
 
 
 def test_quick_version_scales_epochs_and_epoch_rows():

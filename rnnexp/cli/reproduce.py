@@ -20,7 +20,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = OneLineParser(prog=PROG,
                            description="Run every sweep of the report, then build the report.")
     parser.add_argument("--seeds", type=positive_int, default=None,
-                        help="seeds per setting (default: each sweep's own, 5; --quick: 2)")
+                        help="seeds per setting (default: each sweep's own, 20; --quick: 2)")
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the epochs and fewer seeds: for CI and a first look")
     add_results_option(parser)

@@ -1,7 +1,7 @@
 """Every path under a results dir, in one place.
 
     results/
-      REPORT.md  runs.csv  reproduce.json  .lock  .cache/ (the report's, not committed)
+      REPORT.md  runs.csv  record.jsonl.gz  reproduce.json  .lock  .cache/ (the report's, not committed)
       tables/<sweep>.csv|.md   plots/<sweep>.png
       runs/<sweep>/<job>/            run dirs of the report's tables (runs/quick/<sweep>/ for --quick)
       studies/<study>.log            Optuna journal storage (same name + storage = resume)
@@ -35,6 +35,12 @@ class Results:
     @property
     def runs_csv(self) -> Path:
         return self.root / "runs.csv"
+
+    @property
+    def record(self) -> Path:
+        """record.jsonl.gz: every run's config, metrics and loss history (rnnexp.record), so the
+        report rebuilds without run dirs."""
+        return self.root / "record.jsonl.gz"
 
     @property
     def manifest(self) -> Path:

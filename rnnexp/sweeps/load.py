@@ -17,8 +17,8 @@ from rnnexp.configs import tables_dir
 from rnnexp.sweeps.grammar import canonical
 from rnnexp.sweeps.schema import REQUIRED, SweepFile
 from rnnexp.sweeps.compose import check_settings
-from rnnexp.sweeps.sweep import (EPOCH, GROUPS, METRIC, METRICS, Axis, Layout, Published, Reading,
-                                 Sweep, SweepError, fail, shown)
+from rnnexp.sweeps.sweep import (EPOCH, GROUPS, METRIC, METRICS, PRINTED, Axis, Layout, Published,
+                                 Reading, Sweep, SweepError, fail, shown)
 
 RESERVED = {"seed", "hydra", "train.skip_done"}  # set by the runner, not by a sweep file
 
@@ -139,12 +139,15 @@ def _parse_readings(path, raw, fixed: dict, grid: dict) -> tuple[Reading, ...]:
             if k in fixed or k in grid:
                 fail(path, f"{where}.set.{k}", "is also in fixed or grid")
             _scalar_or_list(path, f"{where}.set.{k}", v)
+        if r["printed"] not in PRINTED:
+            fail(path, f"{where}.printed", f"{r['printed']!r} is not one of {list(PRINTED)}")
         keysets.add(frozenset(overrides))
-        readings.append(Reading(r["name"], tuple(overrides.items()), r["note"]))
+        readings.append(Reading(r["name"], tuple(overrides.items()), r["note"], r["printed"]))
     if len(keysets) != 1:
         fail(path, "readings", "every reading must set the same keys")
-    if len({tuple(canonical(v) for _, v in r.overrides) for r in readings}) != len(readings):
-        fail(path, "readings", "two readings have the same values")
+    if len({(tuple(canonical(v) for _, v in r.overrides), r.printed)
+            for r in readings}) != len(readings):
+        fail(path, "readings", "two readings have the same values and print the loss alike")
     return tuple(readings)
 
 

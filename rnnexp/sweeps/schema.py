@@ -5,7 +5,8 @@ configs in Hydra's ConfigStore: a typo'd key or a wrong type fails at load, nami
     fixed      rnnexp-train overrides every run of the table shares (key: value)
     grid       the keys the table varies (key: [values]); every grid key is one axis of the table
     readings   where the report contradicts itself, the alternative settings (each a name and a set
-               of overrides); every reading is run, and the table says which fits the published values
+               of overrides, and how the loss was printed); every reading is run, and the table
+               says which fits the published values
     ambiguity  the contradiction the readings resolve, in words
     seeds      how many seeds (0..seeds-1) every setting is run with
     table      the layout: rows and columns (a grid key, `epoch` or `metric`), the metric and the
@@ -43,6 +44,10 @@ class ReadingFile:
     name: str = MISSING
     set: Dict[str, Any] = MISSING
     note: str = ""
+    # how the report printed the loss: "as trained", or "per step" (a model trained on the loss
+    # summed over the time steps, its printed value divided by their number). A "per step" reading
+    # may set what another reading sets: it reads that reading's runs, and nothing runs twice
+    printed: str = "as trained"
 
 
 @dataclass

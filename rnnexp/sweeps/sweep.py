@@ -60,11 +60,19 @@ class Published:
         return cls(text, value, 0.5 * 10.0 ** (-decimals))
 
 
+PRINTED = ("as trained", "per step")
+
+
 @dataclass(frozen=True)
 class Reading:
     name: str
     overrides: tuple[tuple[str, Any], ...]  # (key, value), in file order
     note: str = ""
+    printed: str = "as trained"  # or "per step": the loss divided by the word's time steps
+
+    def loss_scale(self, word: str) -> float:
+        """What a run's loss is multiplied by to read as this reading prints it."""
+        return 1.0 / max(1, len(word) - 1) if self.printed == "per step" else 1.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,11 @@ class Sweep:
         return out
 
     def n_runs(self) -> int:
-        return len(self.settings()) * self.seeds
+        """Runs the sweep trains: readings that only print another's runs differently add none."""
+        return len({tuple((k, canonical(v)) for k, v in s.values) for s in self.settings()}) * self.seeds
+
+    def reading(self, name: str) -> Reading:
+        return next(r for r in self.readings if r.name == name)
 
     def commands(self, sweep_dir: Path, launcher: Optional[str] = None) -> list[list[str]]:
         """rnnexp-train arguments (after the program name) that run this sweep: one Hydra
@@ -170,7 +182,12 @@ class Sweep:
 
 
 def _reading_groups(readings: tuple[Reading, ...]) -> list[list[str]]:
-    """Overrides for each multirun that covers the readings."""
+    """Overrides for each multirun that covers the readings (readings that set the same values,
+    printed differently, run once)."""
+    distinct: dict = {}
+    for r in readings:
+        distinct.setdefault(tuple(canonical(v) for _, v in r.overrides), r)
+    readings = tuple(distinct.values())
     if len(readings) == 1:
         return [[override(k, v) for k, v in readings[0].overrides]]
     keys = [k for k, _ in readings[0].overrides]
