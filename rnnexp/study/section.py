@@ -48,7 +48,8 @@ def report_section(results: Results) -> str:
         f"The best setting converges in a median {epochs_text(best['median'], int(best.budget))} "
         f"epochs with {int(best.converged)} of {n} seeds converged; the report's RMSprop takes a "
         f"median {epochs_text(report['median'], int(report.budget))} with "
-        f"{int(report.converged)} of {n}.",
+        f"{int(report.converged)} of {n}." + paired_sentence(out / "validation_runs.csv",
+                                                           int(best.budget)),
         "",
         f"![loss curves]({figures}/loss_curves.png)",
         "",
@@ -56,6 +57,24 @@ def report_section(results: Results) -> str:
     if (out / "sampler_summary.csv").exists():
         lines += sampler_lines(pd.read_csv(out / "sampler_summary.csv"), figures)
     return "\n".join(lines) + "\n"
+
+
+def paired_sentence(runs_csv, budget: int) -> str:
+    """The best setting against the report's on the same fresh seeds, paired by seed: the
+    difference in epochs to converge (a seed that does not converge counts as budget + 1)."""
+    from rnnexp.stats import paired
+
+    if not runs_csv.exists():
+        return ""
+    runs = pd.read_csv(runs_csv)
+    wide = runs.pivot_table(index="seed", columns="setting", values="epochs_to_converge",
+                            aggfunc="first", dropna=False)
+    if not {"best", "report"} <= set(wide.columns):
+        return ""
+    wide = wide[["best", "report"]].fillna(budget + 1)
+    e = paired(wide.best.to_numpy(float), wide.report.to_numpy(float), scale="difference")
+    return (" Paired by seed, " + e.describe("the best setting needs", "the report's", "epochs")
+            + f"; a seed that does not converge counts as {budget + 1}.")
 
 
 def sampler_lines(s: pd.DataFrame, figures: str = "study") -> list[str]:
