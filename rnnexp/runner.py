@@ -121,12 +121,23 @@ def terminate_as_interrupt():
         yield
         return
 
+    received = []
+
     def interrupt(signum, frame):
+        received.append(signum)
         raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:
+        # the interrupt landed inside code that turned it into an error of its own (a lock
+        # file's rename half done, Hydra wrapping it while composing): still an interrupt
+        if received:
+            raise KeyboardInterrupt from err
+        raise
     finally:
         signal.signal(signal.SIGTERM, before)
 

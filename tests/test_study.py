@@ -286,3 +286,26 @@ def test_a_terminated_study_stops_its_comparison_and_resumes(tmp_path):
                     cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (results / "study" / "sampler_comparison.csv").exists()
+
+
+def test_a_terminate_that_code_turns_into_another_error_is_still_an_interrupt():
+    """SIGTERM inside code that catches the KeyboardInterrupt and raises something else (a lock
+    release half done, Hydra wrapping it) still stops the study as an interrupt (exit 130)."""
+    import os
+    import signal
+
+    import pytest
+
+    from rnnexp.runner import terminate_as_interrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(10_000_000):  # the handler runs between bytecodes
+                    pass
+            except KeyboardInterrupt:
+                raise FileNotFoundError("a lock file renamed away") from None
+    with pytest.raises(FileNotFoundError):  # without a signal, an error stays itself
+        with terminate_as_interrupt():
+            raise FileNotFoundError("no signal")
