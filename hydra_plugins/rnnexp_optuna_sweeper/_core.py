@@ -36,6 +36,7 @@ from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, results_a
                                    write_plots, write_tables)
 from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
 
+from ._lost import LostJob, is_submitit, lost_jobs_returned
 from ._objective import Objective, Outcome
 from ._search_space import (
     SearchSpace,
@@ -209,7 +210,9 @@ class OptunaSweeperImpl(Sweeper):
         """As hydra-optuna-sweeper: when more than max_failure_rate of a batch's trials failed,
         the sweep stops, raising the first job's own exception (or, where no job raised, a
         FailureRateExceeded naming the reasons)."""
-        failed = [o for o in outcomes if o.state == TrialState.FAIL]
+        # a job the cluster lost is asked again, not counted against the study
+        failed = [o for o in outcomes
+                  if o.state == TrialState.FAIL and not isinstance(o.error, LostJob)]
         if len(failed) <= self.max_failure_rate * len(outcomes):
             return
         log.error("%d of %d trials of the batch failed, more than max_failure_rate=%s: study %r "
@@ -383,7 +386,9 @@ class OptunaSweeperImpl(Sweeper):
                 self.validate_batch_is_legal(covering_jobs(batch))
                 self._validated = True
             self.timer.add("ask", time.perf_counter() - start)
-            returns = self._timed("launch", lambda: self.launcher.launch(batch, initial_job_idx=first_job))
+            with lost_jobs_returned(is_submitit(self.launcher)):  # a lost job fails one trial
+                returns = self._timed("launch", lambda: self.launcher.launch(
+                    batch, initial_job_idx=first_job))
             start = time.perf_counter()
             sweep_dir = os.path.abspath(self.config.hydra.sweep.dir)
             outcomes = []
@@ -416,6 +421,8 @@ class OptunaSweeperImpl(Sweeper):
             log.warning("Trial %d failed: %s", trial.number, outcome.reason)
             trial.set_user_attr("fail_reason", outcome.reason[:500])
             study.tell(trial, state=TrialState.FAIL)
+            if isinstance(outcome.error, LostJob):  # the cluster lost it: the same params again
+                self.retry(study, study._storage.get_trial(trial._trial_id))
         elif outcome.state == TrialState.PRUNED:
             study.tell(trial, state=TrialState.PRUNED)
         else:

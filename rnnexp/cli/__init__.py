@@ -5,6 +5,8 @@
     rnnexp-report     cli/report.py     tables, plots and REPORT.md from existing runs
     rnnexp-study      cli/study.py      the fastest-convergence study alone
     rnnexp-generate   cli/generate.py   text from a trained run's model.npz
+    rnnexp-dashboard  cli/dashboard.py  optuna-dashboard over a results dir or database
+    rnnexp-slurm-workers  cli/slurm_workers.py  a SLURM job array of workers on one study
 
 A failure prints `<prog>: error: <one line>` and exits 2 (HYDRA_FULL_ERROR=1 shows the traceback);
 an interrupt prints one line and exits 130: what finished is kept, the same command resumes.
