@@ -113,22 +113,35 @@ def start_module(module: str, prog: str, args: Sequence[str], log_path: Path,
 
 
 @contextmanager
-def terminate_as_interrupt():
+def terminate_as_interrupt(prepare: Optional[Callable[[], None]] = None):
     """SIGTERM raises KeyboardInterrupt in the block (main thread only), so that a process
     stopped by its own parent (rnnexp-reproduce stopping rnnexp-study) stops its children as an
-    interrupt would, instead of leaving them running."""
+    interrupt would, instead of leaving them running.
+
+    `prepare` runs first with the interrupt held back, raised once it returns: for imports of
+    C extensions (torch), which an exception raised in their middle leaves half set up, so that
+    the interpreter aborts as it exits."""
     if threading.current_thread() is not threading.main_thread():
+        if prepare is not None:
+            prepare()
         yield
         return
 
     received = []
+    holding = [prepare is not None]
 
     def interrupt(signum, frame):
         received.append(signum)
-        raise KeyboardInterrupt
+        if not holding[0]:
+            raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGTERM, interrupt)
     try:
+        if prepare is not None:
+            prepare()
+            holding[0] = False
+            if received:
+                raise KeyboardInterrupt
         yield
     except KeyboardInterrupt:
         raise

@@ -309,3 +309,27 @@ def test_a_terminate_that_code_turns_into_another_error_is_still_an_interrupt():
     with pytest.raises(FileNotFoundError):  # without a signal, an error stays itself
         with terminate_as_interrupt():
             raise FileNotFoundError("no signal")
+
+
+def test_a_terminate_during_prepare_waits_until_it_is_done():
+    """prepare (torch's import, in rnnexp-study) is never cut in the middle: a SIGTERM during it
+    is raised as the interrupt once it returns, and the block does not run."""
+    import os
+    import signal
+
+    import pytest
+
+    from rnnexp.runner import terminate_as_interrupt
+
+    done, ran = [], []
+
+    def prepare():
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(2_000_000):  # the handler runs between bytecodes, here
+            pass
+        done.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt(prepare=prepare):
+            ran.append(True)
+    assert done == [True] and ran == []

@@ -47,7 +47,7 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     comparison = None
     if jobs > 1 and child_quick is not None and not comparison_is_full(results, budget):
         comparison = start_comparison(results, launcher, child_quick)
-    with terminate_as_interrupt(), _stopping(comparison):
+    with terminate_as_interrupt(prepare=_import_training), _stopping(comparison):
         search = run_study(results, budget, runner)
         timings["search_s"] = search.pop("wall_time_s")
         t = time.perf_counter()
@@ -84,6 +84,12 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
         OmegaConf.save(OmegaConf.create(summary), results.study / SUMMARY)
     write_if_changed(results.study / SECTION, report_section(results))
     return summary
+
+
+def _import_training() -> None:
+    """torch and the training code, imported before a SIGTERM may interrupt (see
+    terminate_as_interrupt)."""
+    import rnnexp.train  # noqa: F401 - imports torch
 
 
 @contextmanager
