@@ -25,8 +25,7 @@ from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from rnnexp.results import Results
-
-JOURNAL_RECORD = b'{"op_code":'  # how every record of Optuna's journal file begins
+from rnnexp.tuning.storage import JOURNAL_RECORD
 INDEX = "/rnnexp"  # the list of journal files, when there are several
 OPEN = "/rnnexp/open/"  # + a file's number: serve that file
 
@@ -109,11 +108,7 @@ def _rdb_source(url: str) -> Source:
 
 def _connect_timeout(url: str) -> dict:
     """A few seconds to connect, where the driver takes the option (an unreachable host)."""
-    if url.startswith("postgresql"):
-        return {"connect_timeout": 5}
-    if url.startswith("mysql"):
-        return {"connect_timeout": 5}
-    return {}
+    return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
 
 
 def sources_of(target: str) -> list[Source]:

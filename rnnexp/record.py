@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rnnexp.collect import Collection
-from rnnexp.results import atomic_write_bytes
+from rnnexp.results import atomic_write_bytes, json_safe
 
 RECORD = "record.jsonl.gz"
 CURVE_POINTS = 200  # about this many epochs of a long run's history are kept
@@ -65,15 +65,6 @@ def spelling_facts(loss: np.ndarray, spelled: np.ndarray) -> dict:
             "lost_while_falling": int((fell & spelled[:-1] & ~spelled[1:]).sum())}
 
 
-def _plain(value):
-    """A value as JSON holds it (NaN and infinities as null: a run's metrics never need them)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def entry_of(collection: Collection, run_dir: str, wanted: Iterable[int] = ()) -> dict:
     """The record entry of one run of a collection (its history read from the collection)."""
     run = collection.raw[run_dir]
@@ -82,16 +73,15 @@ def entry_of(collection: Collection, run_dir: str, wanted: Iterable[int] = ()) -
     keep = kept_epochs(epochs, wanted)
     loss = h["loss"].to_numpy(float)
     kept_loss = np.char.mod(f"%.{DIGITS}g", loss[keep]).astype(float)  # DIGITS significant
-    history = {"epoch": epochs[keep].tolist(),
-               "loss": [x if math.isfinite(x) else None for x in kept_loss.tolist()]}
+    history = {"epoch": epochs[keep].tolist(), "loss": json_safe(kept_loss.tolist())}
     facts = {}
     if "spelled" in h:
         spelled = h["spelled"].to_numpy(np.int64)
         history["spelled"] = spelled[keep].tolist()
         facts = spelling_facts(loss, spelled)
-    return {"run_dir": run_dir, "config": {k: _plain(v) for k, v in run["config"].items()},
-            "metrics": {k: _plain(v) for k, v in run["metrics"].items()}, "history": history,
-            "facts": facts}
+    # NaN and infinities as null: a run's metrics never need them
+    return {"run_dir": run_dir, "config": json_safe(run["config"]),
+            "metrics": json_safe(run["metrics"]), "history": history, "facts": facts}
 
 
 def wanted_epochs(sweeps) -> set[int]:

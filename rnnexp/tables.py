@@ -316,10 +316,9 @@ def reading_fit(sweep: Sweep, values: pd.DataFrame, cells: pd.DataFrame) -> pd.D
                         "high": float(high), "cells": filled, "of": int(len(c)),
                         "seeds": len(seeds)})
     fit = pd.DataFrame.from_records(records)
-    complete = (fit.cells == fit.of) & np.isfinite(fit.log_distance) if len(fit) else fit.cells
     fit["best"] = False
     fit["too_close"] = False
-    if len(fit) and complete.all():
+    if len(fit) and ((fit.cells == fit.of) & np.isfinite(fit.log_distance)).all():
         best = fit.log_distance.idxmin()
         fit.loc[best, "best"] = True
         others = fit.index != best

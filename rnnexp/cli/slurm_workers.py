@@ -35,13 +35,17 @@ class SlurmError(ValueError):
     """A worker array that cannot be submitted (one line)."""
 
 
+def _key(line: str) -> str:
+    """The key an override line sets (`key=...`, `+key=...` or `++key=...`)."""
+    return line.partition("=")[0].lstrip("+")
+
+
 def _value(overrides: list[str], key: str) -> Optional[str]:
-    """The last value the overrides give `key` (`key=...` or `++key=...`)."""
+    """The last value the overrides give `key`."""
     found = None
     for line in overrides:
-        name, sep, value = line.partition("=")
-        if sep and name.lstrip("+") == key:
-            found = value
+        if "=" in line and _key(line) == key:
+            found = line.partition("=")[2]
     return found
 
 
@@ -68,8 +72,8 @@ def worker_overrides(overrides: list[str], cwd: Path) -> tuple[list[str], str, P
         out.append(f"hydra.sweep.dir={sweep_dir}")
     elif not os.path.isabs(sweep_dir):
         sweep_dir = str((cwd / sweep_dir).absolute())
-        out = [f"hydra.sweep.dir={sweep_dir}" if line.partition("=")[0].lstrip("+") ==
-               "hydra.sweep.dir" else line for line in out]
+        out = [f"hydra.sweep.dir={sweep_dir}" if _key(line) == "hydra.sweep.dir" else line
+               for line in out]
     return out, study, Path(sweep_dir)
 
 
