@@ -1,16 +1,21 @@
 """Speed of the stacked torch engine against the plain single-model loop, measured in one run.
 
 Workload: the report's Q2(ii) trial, CharRNN hidden 5 on "edgement" (T = 7, V = 6), RMSprop, M
-members with mixed learning rates. For each dtype and M it prints
+members with mixed learning rates, for each cell (nn.RNN, nn.GRU, nn.LSTM). For each cell, dtype
+and M it prints
   epoch     µs per member-epoch in steady state (best of several timed blocks: the machine is shared),
             wall clock and CPU time of all threads
   trial     µs per member-epoch of a whole trial, engine construction + 100 epochs (best of 3)
   peak MiB  the process's peak resident memory above the baseline after imports
+  vs rnn    the cell's epoch figure over the stacked nn.RNN's at the same dtype and M
 and the plain loop (build + torch.optim.RMSprop + CrossEntropyLoss, one member) as the reference,
-with the speed-up ratio (wall clock, steady state) of the engine over it. Each configuration runs in a fresh subprocess so that
-peak memory is its own.
+with the speed-up ratio (wall clock, steady state) of the engine over it. For the gated cells a
+`torch.func` row (vmap(grad(functional_call(nn.GRU/nn.LSTM model)))) gives the other way to
+stack them, for the gradient alone, without the optimizer step. Each configuration runs in a
+fresh subprocess so that peak memory is its own.
 
-    python benchmarks/engine_bench.py [--sizes 1 16 256 1024 4096] [--dtypes float64 float32]
+    python benchmarks/engine_bench.py [--cells rnn gru lstm] [--sizes 1 16 256 1024 4096]
+                                      [--dtypes float64 float32] [--func-sizes 256 1024]
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import sys
 import time
 
 WORD, HIDDEN, EPOCHS = "edgement", 5, 100
+MODELS = {"rnn": "torch_rnn", "gru": "torch_gru", "lstm": "torch_lstm"}
 
 
 def peak_rss_mib() -> float:
@@ -41,15 +47,15 @@ def best_seconds(fn, repeats: int, blocks: int = 15) -> tuple[float, float]:
     return best
 
 
-def measure_stacked(members: int, dtype: str) -> dict:
+def measure_stacked(members: int, dtype: str, cell: str) -> dict:
     from rnnexp.data import make_example
     from rnnexp.engine import GroupSpec, MemberSpec
     from rnnexp.engine.torch_stack import TorchStackEngine
 
     example = make_example(WORD)
-    group = GroupSpec(model="torch_rnn", vocab_size=len(example.vocab), inputs=tuple(example.inputs.tolist()),
-                      targets=tuple(example.targets.tolist()), hidden_size=HIDDEN, bias=True,
-                      dtype=dtype)
+    group = GroupSpec(model=MODELS[cell], vocab_size=len(example.vocab),
+                      inputs=tuple(example.inputs.tolist()), targets=tuple(example.targets.tolist()),
+                      hidden_size=HIDDEN, bias=True, dtype=dtype)
     specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18), "rmsprop")
              for seed in range(members)]
     base = peak_rss_mib()
@@ -68,7 +74,7 @@ def measure_stacked(members: int, dtype: str) -> dict:
             "peak_mib": peak_rss_mib() - base}
 
 
-def measure_plain(dtype: str) -> dict:
+def measure_plain(dtype: str, cell: str) -> dict:
     import torch
     from torch import nn
 
@@ -80,7 +86,7 @@ def measure_plain(dtype: str) -> dict:
     criterion = nn.CrossEntropyLoss()
 
     def trial():
-        model = build(len(example.vocab), HIDDEN, seed=0, dtype=dtype)
+        model = build(len(example.vocab), HIDDEN, seed=0, dtype=dtype, cell=cell)
         optimizer = torch.optim.RMSprop(model.parameters(), lr=0.4, alpha=0.5, eps=1e-18)
 
         def epoch():
@@ -105,9 +111,35 @@ def measure_plain(dtype: str) -> dict:
             "peak_mib": peak_rss_mib() - base}
 
 
-def run_one(kind: str, members: int, dtype: str, threads: int) -> dict:
+def measure_func(members: int, dtype: str, cell: str) -> dict:
+    """torch.func over the nn module: vmap(grad(loss of functional_call)) on stacked parameters,
+    the gradient of every member; no optimizer step."""
+    import torch
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    from rnnexp.data import make_example
+    from rnnexp.models.torch_rnn import build
+
+    example = make_example(WORD)
+    inputs, targets = torch.tensor(example.inputs), torch.tensor(example.targets)
+    models = [build(len(example.vocab), HIDDEN, seed=s, dtype=dtype, cell=cell) for s in range(members)]
+    params, _ = stack_module_state(models)
+    base = peak_rss_mib()
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(functional_call(models[0], p, (inputs,)), targets)
+
+    gradients = vmap(grad(loss))
+    gradients(params)  # warm-up
+    wall, cpu = best_seconds(lambda: gradients(params), repeats=1, blocks=5)
+    return {"epoch_us": wall / members * 1e6, "epoch_cpu_us": cpu / members * 1e6,
+            "trial_us": float("nan"), "peak_mib": peak_rss_mib() - base}
+
+
+def run_one(kind: str, members: int, dtype: str, cell: str, threads: int) -> dict:
     """Runs one measurement in a fresh interpreter and returns its figures."""
-    command = [sys.executable, __file__, "--one", kind, str(members), dtype, "--threads", str(threads)]
+    command = [sys.executable, __file__, "--one", kind, str(members), dtype, cell,
+               "--threads", str(threads)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                       os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
@@ -116,33 +148,52 @@ def run_one(kind: str, members: int, dtype: str, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 256, 1024, 4096])
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--func-sizes", type=int, nargs="*", default=[256, 1024],
+                        help="M of the torch.func rows of the gated cells (none: skip them)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="torch threads (default: the CPUs this process may use)")
-    parser.add_argument("--one", nargs=3, metavar=("KIND", "M", "DTYPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("KIND", "M", "DTYPE", "CELL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     import torch
     torch.set_num_threads(args.threads)
     if args.one:
-        kind, members, dtype = args.one
-        result = measure_plain(dtype) if kind == "plain" else measure_stacked(int(members), dtype)
+        kind, members, dtype, cell = args.one
+        measure = {"plain": measure_plain, "stacked": measure_stacked, "func": measure_func}[kind]
+        result = measure(dtype, cell) if kind == "plain" else measure(int(members), dtype, cell)
         print(json.dumps(result))
         return
 
     print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
     print(f"workload: hidden {HIDDEN}, {WORD!r}, RMSprop, {EPOCHS}-epoch trials\n")
-    print(f"{'':25} {'µs per member-epoch':^34}")
-    print(f"{'dtype':8} {'engine':10} {'M':>5} {'epoch':>10} {'epoch CPU':>10} {'trial':>12} {'speed-up':>9} {'peak MiB':>9}")
-    for dtype in args.dtypes:
-        plain = run_one("plain", 1, dtype, args.threads)
-        print(f"{dtype:8} {'plain loop':10} {1:5d} {plain['epoch_us']:10.1f} {plain['epoch_cpu_us']:10.1f} "
-              f"{plain['trial_us']:12.1f} {1.0:9.1f} {plain['peak_mib']:9.1f}")
-        for members in args.sizes:
-            r = run_one("stacked", members, dtype, args.threads)
-            print(f"{dtype:8} {'stacked':10} {members:5d} {r['epoch_us']:10.2f} {r['epoch_cpu_us']:10.2f} "
-                  f"{r['trial_us']:12.2f} {plain['epoch_us'] / r['epoch_us']:9.1f} {r['peak_mib']:9.1f}", flush=True)
+    print(f"{'':30} {'µs per member-epoch':^34}")
+    print(f"{'cell':5} {'dtype':8} {'engine':10} {'M':>5} {'epoch':>10} {'epoch CPU':>10} {'trial':>12} "
+          f"{'speed-up':>9} {'vs rnn':>7} {'peak MiB':>9}")
+    rnn_epoch = {}  # (dtype, M) -> the stacked nn.RNN's epoch figure
+    cells = sorted(args.cells, key=lambda c: c != "rnn")  # nn.RNN first: the others' reference
+    for cell in cells:
+        for dtype in args.dtypes:
+            plain = run_one("plain", 1, dtype, cell, args.threads)
+            print(f"{cell:5} {dtype:8} {'plain loop':10} {1:5d} {plain['epoch_us']:10.1f} "
+                  f"{plain['epoch_cpu_us']:10.1f} {plain['trial_us']:12.1f} {1.0:9.1f} {'':>7} "
+                  f"{plain['peak_mib']:9.1f}")
+            for members in args.sizes:
+                r = run_one("stacked", members, dtype, cell, args.threads)
+                if cell == "rnn":
+                    rnn_epoch[dtype, members] = r["epoch_us"]
+                ref = rnn_epoch.get((dtype, members))
+                vs = f"{r['epoch_us'] / ref:7.2f}" if ref and cell != "rnn" else f"{'':>7}"
+                print(f"{cell:5} {dtype:8} {'stacked':10} {members:5d} {r['epoch_us']:10.2f} "
+                      f"{r['epoch_cpu_us']:10.2f} {r['trial_us']:12.2f} "
+                      f"{plain['epoch_us'] / r['epoch_us']:9.1f} {vs} {r['peak_mib']:9.1f}", flush=True)
+            for members in (args.func_sizes if cell != "rnn" else []):
+                r = run_one("func", members, dtype, cell, args.threads)
+                print(f"{cell:5} {dtype:8} {'torch.func':10} {members:5d} {r['epoch_us']:10.2f} "
+                      f"{r['epoch_cpu_us']:10.2f} {'(gradient)':>12} "
+                      f"{plain['epoch_us'] / r['epoch_us']:9.1f} {'':>7} {r['peak_mib']:9.1f}", flush=True)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f} (timings on a shared machine vary with it)")
 
 

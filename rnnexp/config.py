@@ -43,6 +43,22 @@ class TorchRNNConfig:
     nonlinearity: str = "tanh"
 
 
+@dataclass
+class TorchGRUConfig:
+    name: str = "torch_gru"
+    hidden_size: int = 5
+    bias: bool = True
+    num_layers: int = 1
+
+
+@dataclass
+class TorchLSTMConfig:
+    name: str = "torch_lstm"
+    hidden_size: int = 5
+    bias: bool = True
+    num_layers: int = 1
+
+
 # ---------------------------------------------------------------- optimizers (torch.optim's names)
 
 @dataclass
@@ -123,7 +139,10 @@ class Config:
     converge: ConvergeConfig = field(default_factory=ConvergeConfig)
 
 
-MODELS = {"numpy_rnn": NumpyRNNConfig, "torch_rnn": TorchRNNConfig}
+MODELS = {"numpy_rnn": NumpyRNNConfig, "torch_rnn": TorchRNNConfig, "torch_gru": TorchGRUConfig,
+          "torch_lstm": TorchLSTMConfig}
+# the torch models' recurrent cell: nn.RNN, nn.GRU or nn.LSTM, then nn.Linear
+TORCH_CELLS = {"torch_rnn": "rnn", "torch_gru": "gru", "torch_lstm": "lstm"}
 OPTIMIZERS = {"sgd": SGDConfig, "adam": AdamConfig, "adagrad": AdagradConfig,
               "rmsprop": RMSpropConfig}
 NUMPY_OPTIMIZERS = ("sgd", "adagrad")
@@ -197,8 +216,9 @@ def validate(cfg) -> str:
                  "must be a finite number > 0 or null", m.clip)
     else:
         _require(m.num_layers >= 1, "model.num_layers", "must be >= 1", m.num_layers)
-        _require(m.nonlinearity in ("tanh", "relu"), "model.nonlinearity", "must be tanh or relu",
-                 m.nonlinearity)
+        if "nonlinearity" in m:  # nn.RNN only: the gated cells fix their own
+            _require(m.nonlinearity in ("tanh", "relu"), "model.nonlinearity",
+                     "must be tanh or relu", m.nonlinearity)
 
     _validate_optimizer(cfg.optimizer, m.name)
     return word

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rnnexp import checkpoint
 from rnnexp.results import write_run
-from rnnexp.config import ConfigError, model_args, optimizer_args, plain, validate
+from rnnexp.config import TORCH_CELLS, ConfigError, model_args, optimizer_args, plain, validate
 from rnnexp.converge import epochs_to_converge
 from rnnexp.data import make_example
 from rnnexp.engine import BOOL_OPTIMIZER_ARGS, GroupSpec, MemberSpec
@@ -64,8 +64,9 @@ def member_spec(cfg: DictConfig) -> MemberSpec:
 
 
 def default_engine(group: GroupSpec, n_members: int):
-    """NumPy model: the stacked NumPy engine (a single run is M = 1). torch model: nn.RNN with
-    torch.optim for one member, the stacked torch engine for a batch."""
+    """NumPy model: the stacked NumPy engine (a single run is M = 1). torch models: the nn module
+    (nn.RNN, nn.GRU or nn.LSTM) with torch.optim for one member, the stacked torch engine for a
+    batch."""
     if group.model == "numpy_rnn":
         from rnnexp.engine.numpy_engine import NumpyEngine
         return NumpyEngine
@@ -157,7 +158,8 @@ def summarize(cfg: DictConfig, word: str, vocab: tuple, loss: np.ndarray, spelle
     finite = loss[np.isfinite(loss)]
     etc = epochs_to_converge(loss, spelled, cfg.converge.loss_below) if status == "completed" else None
     index = {c: i for i, c in enumerate(vocab)}
-    net = layers_from(params, cfg.model.get("nonlinearity", "tanh"))
+    net = layers_from(params, cfg.model.get("nonlinearity", "tanh"),
+                      TORCH_CELLS.get(cfg.model.name, "rnn"))
     generated = "".join(vocab[i] for i in generate(net, [index[word[0]]], len(word)))
     return {
         "word": word,

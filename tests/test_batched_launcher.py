@@ -520,7 +520,12 @@ GRIDS = {
     "torch": ["optimizer=adam,rmsprop", "optimizer.lr=0.01,0.1", "seed=0,1", "train.epochs=20"],
     "numpy": ["model=numpy_rnn", "model.hidden_size=8", "optimizer=sgd,adagrad",
               "optimizer.lr=0.05,0.2", "seed=0,1", "train.epochs=15"],
+    # the gated cells as a swept choice: one stacked batch per cell
+    "cells": ["model=torch_gru,torch_lstm", "model.num_layers=1,2", "optimizer=sgd,adagrad,adam,rmsprop",
+              "optimizer.lr=0.01,0.1", "train.epochs=20"],
 }
+BATCHES = {"torch": "8 jobs in 1 batches", "numpy": "8 jobs in 1 batches",
+           "cells": "32 jobs in 4 batches"}
 
 
 @pytest.mark.slow
@@ -528,7 +533,7 @@ GRIDS = {
 def test_batched_sweep_writes_what_the_basic_launcher_writes(tmp_path, model):
     batched, proc = _sweep(tmp_path, "batched", *GRIDS[model])
     assert proc.returncode == 0, proc.stderr
-    assert "8 jobs in 1 batches" in proc.stdout  # both optimizers in one stacked batch
+    assert BATCHES[model] in proc.stdout  # every optimizer of a model in one stacked batch
     basic, proc = _sweep(tmp_path, "basic", *GRIDS[model], launcher="basic")
     assert proc.returncode == 0, proc.stderr
     assert_same_runs(batched, basic)

@@ -10,7 +10,8 @@ from rnnexp.config import ConfigError, OPTIMIZERS, validate
 TORCH_OPTIMIZERS = list(OPTIMIZERS)
 
 
-@pytest.mark.parametrize("model,optimizer", list(itertools.product(["torch_rnn", "numpy_rnn"], TORCH_OPTIMIZERS)))
+@pytest.mark.parametrize("model,optimizer", list(itertools.product(
+    ["torch_rnn", "torch_gru", "torch_lstm", "numpy_rnn"], TORCH_OPTIMIZERS)))
 def test_every_config_file_composes(make_cfg, model, optimizer):
     cfg = make_cfg(f"model={model}", f"optimizer={optimizer}")
     assert cfg.model.name == model and cfg.optimizer.name == optimizer

@@ -60,11 +60,41 @@ def test_spelled_matches_greedy_generation(make_cfg):
     assert outcomes == {True, False}
 
 
-def test_generation_agrees_with_full_prefix_reruns():
-    model = build(6, 4, seed=1, num_layers=2, dtype="float64")
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_generation_agrees_with_full_prefix_reruns(cell):
+    model = build(6, 4, seed=1, num_layers=2, dtype="float64", cell=cell)
     ids = torch_greedy(model, [2], 12)
     params = {k: v.numpy() for k, v in model.state_dict().items()}
-    assert generate(layers_from(params), [2], 12) == ids
+    assert generate(layers_from(params, cell=cell), [2], 12) == ids
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("num_layers,bias", [(1, True), (2, False), (3, True)])
+def test_numpy_recurrence_gives_the_modules_logits(cell, num_layers, bias):
+    """rnnexp.generate's step-by-step NumPy GRU/LSTM against nn.GRU/nn.LSTM on a whole sequence."""
+    from rnnexp.generate import _step, initial_state
+
+    model = build(7, 5, seed=2, num_layers=num_layers, bias=bias, dtype="float64", cell=cell)
+    ids = [3, 0, 6, 6, 1, 5, 2, 4, 0]
+    with torch.no_grad():
+        expected = model(torch.tensor(ids)).numpy()  # (T, V)
+    net = layers_from({k: v.numpy() for k, v in model.state_dict().items()}, cell=cell)
+    state = initial_state(net)
+    got = np.stack([_step(net, state, token) for token in ids])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("model", ["torch_gru", "torch_lstm"])
+def test_gated_cells_train_and_spell_in_a_single_run(make_cfg, model):
+    result = train(make_cfg(f"model={model}", "optimizer=adam", "optimizer.lr=0.05",
+                            "train.epochs=150"))
+    m = result.metrics
+    assert m["model"] == model and m["model_args"] == {"num_layers": 1}
+    assert m["status"] == "completed" and m["generated"] == "edgement" and result.spelled[-1]
+    assert set(result.params) == {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0",
+                                  "rnn.bias_hh_l0", "fc.weight", "fc.bias"}
+    gates = {"torch_gru": 3, "torch_lstm": 4}[model]
+    assert result.params["rnn.weight_hh_l0"].shape == (gates * 5, 5)
 
 
 def test_divergence_is_a_result_not_a_crash(make_cfg):

@@ -7,6 +7,7 @@ import numpy as np
 
 from rnnexp import checkpoint
 from rnnexp.cli import OneLineParser, guarded
+from rnnexp.config import TORCH_CELLS
 from rnnexp.generate import generate, layers_from
 
 
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> list[str]:
         if c not in index:
             raise ValueError(f"--start: character {c!r} is not in the model's vocabulary "
                              f"{''.join(vocab)!r}")
-    net = layers_from(params, meta.get("model_args", {}).get("nonlinearity", "tanh"))
+    net = layers_from(params, meta.get("model_args", {}).get("nonlinearity", "tanh"),
+                      TORCH_CELLS.get(meta.get("model"), "rnn"))
     rng = np.random.default_rng(args.seed)
     start_ids = [index[c] for c in start]
     return ["".join(vocab[i] for i in generate(net, start_ids, length, args.temperature, rng))

@@ -33,14 +33,14 @@ BOOL_OPTIMIZER_ARGS = ("nesterov", "amsgrad", "centered", "maximize", "decoupled
 class GroupSpec:
     """Everything the members of one batch share."""
 
-    model: str  # "numpy_rnn" | "torch_rnn"
+    model: str  # "numpy_rnn" | "torch_rnn" | "torch_gru" | "torch_lstm"
     vocab_size: int
     inputs: tuple[int, ...]  # word[:-1] as vocabulary indices
     targets: tuple[int, ...]  # word[1:]
     hidden_size: int
     bias: bool
     # numpy_rnn: init ("randn"|"uniform"), loss_reduction ("sum"|"mean"), clip (float|None)
-    # torch_rnn: num_layers (int), nonlinearity ("tanh"|"relu")
+    # torch_rnn: num_layers (int), nonlinearity ("tanh"|"relu"); torch_gru, torch_lstm: num_layers
     model_args: tuple[tuple[str, Any], ...] = ()
     dtype: str = "float64"  # "float32" | "float64"
     device: str = "cpu"  # "cpu" | "cuda" (already resolved from "auto")

@@ -1,10 +1,12 @@
-"""One nn.RNN model under a torch.optim optimizer: the per-job path for torch_rnn runs."""
+"""One CharRNN (nn.RNN, nn.GRU or nn.LSTM, then nn.Linear) under a torch.optim optimizer: the
+per-job path for single torch_rnn, torch_gru and torch_lstm runs."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
 
+from rnnexp.config import TORCH_CELLS
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.models.torch_rnn import build
 
@@ -22,7 +24,7 @@ class TorchModuleEngine:
         self.model = build(group.vocab_size, group.hidden_size, seed=member.seed,
                            num_layers=group.model_arg("num_layers", 1),
                            nonlinearity=group.model_arg("nonlinearity", "tanh"), bias=group.bias,
-                           dtype=group.dtype, device=group.device)
+                           dtype=group.dtype, device=group.device, cell=TORCH_CELLS[group.model])
         args = dict(member.hparams)
         args.update(member.flags)
         self.optimizer = TORCH_OPTIMIZERS[member.optimizer](self.model.parameters(), **args)

@@ -1,7 +1,7 @@
 """Many CharRNNs (rnnexp.models.torch_rnn) trained as one stacked computation.
 
-A member is one CharRNN: one-hot -> nn.RNN(V, H, num_layers, tanh|relu) -> nn.Linear(H, V), h_0 = 0,
-cross-entropy averaged over the T positions. All members' parameters live in one flat buffer with
+A member is one CharRNN: one-hot -> nn.RNN(V, H, num_layers, tanh|relu), nn.GRU or nn.LSTM ->
+nn.Linear(H, V), h_0 = 0 (and c_0 = 0), cross-entropy averaged over the T positions. All members' parameters live in one flat buffer with
 the member axis LAST, (P, M), and every parameter is a contiguous view of it, e.g. weight_hh_l0 is
 (H, H, M). With the member axis last, every matrix-vector product of the model is a broadcast
 multiply and a sum over a small axis that vectorises across members, and the optimizer is a few
@@ -10,7 +10,8 @@ elementwise ops over (P, M) with per-member hyperparameters of shape (M,).
 Gradients come from hand-written backpropagation through time (no autograd graph); they are checked
 against torch autograd and torch.optim in tests/test_torch_stack.py.
 
-Shapes: T steps, V vocabulary, H hidden, L layers, M active members.
+Shapes: T steps, V vocabulary, H hidden, L layers, M active members, G gates (1 for nn.RNN, 3 for
+nn.GRU's r, z, n, 4 for nn.LSTM's i, f, g, o: a gated cell's weights are (G*H, In), PyTorch's layout).
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnexp.config import model_args
+from rnnexp.config import TORCH_CELLS, model_args
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.engine.mixed import MixedOptimizer
 from rnnexp.engine.stacked_optim import make_optimizer
-from rnnexp.models.torch_rnn import DTYPES
+from rnnexp.models.torch_rnn import DTYPES, GATES
 
 
 class StackConfigError(ValueError):
@@ -36,16 +37,18 @@ class StackConfigError(ValueError):
 
 # ---- parameter layout -------------------------------------------------------------------------
 
-def parameter_shapes(vocab_size: int, hidden_size: int, num_layers: int, bias: bool) -> dict[str, tuple[int, ...]]:
-    """CharRNN.state_dict() keys and shapes, in nn.RNN's and nn.Linear's own parameter order."""
-    V, H = vocab_size, hidden_size
+def parameter_shapes(vocab_size: int, hidden_size: int, num_layers: int, bias: bool,
+                     gates: int = 1) -> dict[str, tuple[int, ...]]:
+    """CharRNN.state_dict() keys and shapes, in the recurrent module's and nn.Linear's own
+    parameter order; `gates` rows per hidden unit (GATES)."""
+    V, H, G = vocab_size, hidden_size, gates
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(num_layers):
-        shapes[f"rnn.weight_ih_l{layer}"] = (H, V if layer == 0 else H)
-        shapes[f"rnn.weight_hh_l{layer}"] = (H, H)
+        shapes[f"rnn.weight_ih_l{layer}"] = (G * H, V if layer == 0 else H)
+        shapes[f"rnn.weight_hh_l{layer}"] = (G * H, H)
         if bias:
-            shapes[f"rnn.bias_ih_l{layer}"] = (H,)
-            shapes[f"rnn.bias_hh_l{layer}"] = (H,)
+            shapes[f"rnn.bias_ih_l{layer}"] = (G * H,)
+            shapes[f"rnn.bias_hh_l{layer}"] = (G * H,)
     shapes["fc.weight"] = (V, H)
     if bias:
         shapes["fc.bias"] = (V,)
@@ -63,8 +66,8 @@ def flat_views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Te
 
 
 def init_bounds(shapes: dict[str, tuple[int, ...]], hidden_size: int) -> list[float]:
-    """The half-width of PyTorch's default uniform init for each parameter: nn.RNN draws every
-    parameter from U(+-1/sqrt(H)); nn.Linear draws its weight with kaiming_uniform_(a=sqrt(5)) and
+    """The half-width of PyTorch's default uniform init for each parameter: nn.RNN, nn.GRU and
+    nn.LSTM draw every parameter from U(+-1/sqrt(H)); nn.Linear draws its weight with kaiming_uniform_(a=sqrt(5)) and
     its bias from U(+-1/sqrt(fan_in)), fan_in = H. Computed with torch.nn.init's own expressions so
     that the bounds are bit-identical."""
     stdv = 1.0 / math.sqrt(hidden_size)
@@ -147,14 +150,20 @@ def outer_sum(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
 
 
 class StackedCharRNN:
-    """The math of M CharRNNs on one word: loss, spelled and exact gradients into a (P, M) buffer."""
+    """The math of M CharRNNs on one word: loss, spelled and exact gradients into a (P, M) buffer.
+    `cell` is the recurrent module: rnn (nn.RNN, tanh or relu), gru (nn.GRU) or lstm (nn.LSTM)."""
 
     def __init__(self, inputs: Tensor, targets: Tensor, vocab_size: int, hidden_size: int,
-                 num_layers: int, nonlinearity: str, bias: bool, dtype: torch.dtype):
+                 num_layers: int, nonlinearity: str, bias: bool, dtype: torch.dtype,
+                 cell: str = "rnn"):
         self.inputs, self.targets = inputs, targets  # (T,) long each
         self.T, self.V, self.H, self.L = len(inputs), vocab_size, hidden_size, num_layers
-        self.relu, self.bias = nonlinearity == "relu", bias
-        self.shapes = parameter_shapes(vocab_size, hidden_size, num_layers, bias)
+        self.relu, self.bias, self.cell = nonlinearity == "relu", bias, cell
+        self.shapes = parameter_shapes(vocab_size, hidden_size, num_layers, bias, GATES[cell])
+        self.layer_forward = {"rnn": self.rnn_forward, "gru": self.gru_forward,
+                              "lstm": self.lstm_forward}[cell]
+        self.layer_backward = {"rnn": self.rnn_backward, "gru": self.gru_backward,
+                               "lstm": self.lstm_backward}[cell]
         # (T, V, 1) one-hot targets / T: the gradient of the mean cross-entropy is softmax/T - this
         self.target_grad = nn.functional.one_hot(targets, vocab_size).to(dtype).div_(self.T).unsqueeze(-1)
         # (T, V, 1) True where v is not before targets[t]: masks out all but the earlier logits
@@ -167,28 +176,26 @@ class StackedCharRNN:
         """d act / d pre from the activation's output h: 1 - h^2 (tanh) or h > 0 (relu)."""
         return (h > 0).to(h.dtype) if self.relu else 1 - h * h
 
-    def layer_forward(self, p: dict[str, Tensor], layer: int, x: Tensor | None) -> Tensor:
-        """One RNN layer over all T steps -> hidden states (T, H, M). x: the layer below's (T, H, M),
+    def input_projection(self, p: dict[str, Tensor], layer: int, x: Tensor | None,
+                         bias: Tensor | None) -> Tensor:
+        """W_ih @ x_t + bias for every step -> a new (T, G*H, M). x: the layer below's (T, H, M),
         or None for layer 0, whose one-hot input projection is a column gather of weight_ih."""
-        W_ih, W_hh = p[f"rnn.weight_ih_l{layer}"], p[f"rnn.weight_hh_l{layer}"]
+        W_ih = p[f"rnn.weight_ih_l{layer}"]
         if x is None:
-            pre = W_ih.transpose(0, 1)[self.inputs]  # (T, H, M): column inputs[t] of each W_ih
+            gi = W_ih.transpose(0, 1)[self.inputs]  # (T, G*H, M): column inputs[t] of each W_ih
         else:
-            pre = matvec_steps(W_ih, x)  # (T, H, M)
-        if self.bias:
-            pre = pre + (p[f"rnn.bias_ih_l{layer}"] + p[f"rnn.bias_hh_l{layer}"])
-        hs = torch.empty_like(pre)
-        self.activation(pre[0], hs[0])  # h_0 = 0, so the first step has no recurrent term
-        for t in range(1, self.T):
-            self.activation(pre[t] + matvec(W_hh, hs[t - 1]), hs[t])
-        return hs
+            gi = matvec_steps(W_ih, x)
+        if bias is not None:
+            gi += bias
+        return gi
 
-    def forward(self, p: dict[str, Tensor]) -> tuple[list[Tensor], Tensor]:
-        """-> hidden states of each layer [(T, H, M)] and logits (T, V, M)."""
+    def forward(self, p: dict[str, Tensor]) -> tuple[list[tuple], Tensor]:
+        """-> per layer (hidden states (T, H, M), what its backward needs) and logits (T, V, M)."""
         layers, x = [], None
         for layer in range(self.L):
-            x = self.layer_forward(p, layer, x)
-            layers.append(x)
+            hs, saved = self.layer_forward(p, layer, x)
+            layers.append((hs, saved))
+            x = hs
         logits = matvec_steps(p["fc.weight"], x)  # (T, V, M)
         if self.bias:
             logits += p["fc.bias"]
@@ -216,36 +223,165 @@ class StackedCharRNN:
         earlier_max = shifted.masked_fill(self.not_earlier, -math.inf).amax(1)  # (T, M)
         return ((picked.squeeze(1) == 0) & (earlier_max < 0)).all(0)
 
-    def backward(self, p, g, layers: list[Tensor], d_logits: Tensor) -> None:
+    def backward(self, p, g, layers: list[tuple], d_logits: Tensor) -> None:
         """Backpropagation through the output layer, then through time, layer by layer from the top."""
-        top = layers[-1]
+        top = layers[-1][0]
         outer_sum(d_logits, top, out=g["fc.weight"])  # (V, H, M)
         if self.bias:
             torch.sum(d_logits, 0, out=g["fc.bias"])
         d_out = matvec_t_steps(p["fc.weight"], d_logits)  # (T, H, M): d loss / d outputs of the top layer
         for layer in reversed(range(self.L)):
-            d_out = self.layer_backward(p, g, layer, layers, d_out)
+            hs, saved = layers[layer]
+            x = layers[layer - 1][0] if layer else None
+            d_gates, d_hidden = self.layer_backward(p, layer, hs, saved, d_out)
+            d_out = self.weight_grads(p, g, layer, x, hs, d_gates, d_hidden)
 
-    def layer_backward(self, p, g, layer: int, layers: list[Tensor], d_out: Tensor) -> Tensor | None:
-        """d_out (T, H, M) -> writes this layer's gradients; returns d loss / d its input (T, H, M)
-        for the layer below (None for layer 0, whose input is data)."""
-        hs, W_hh = layers[layer], p[f"rnn.weight_hh_l{layer}"]
+    def weight_grads(self, p, g, layer: int, x: Tensor | None, hs: Tensor, d_gates: Tensor,
+                     d_hidden: Tensor) -> Tensor | None:
+        """A layer's weight and bias gradients from d loss / d (W_ih x_t + b_ih) (d_gates) and
+        d loss / d (W_hh h_{t-1} + b_hh) (d_hidden), both (T, G*H, M); returns d loss / d the layer's
+        input (T, H, M) for the layer below (None for layer 0, whose input is data)."""
+        outer_sum(d_hidden[1:], hs[:-1], out=g[f"rnn.weight_hh_l{layer}"])  # h_{-1} = 0
+        if self.bias:
+            torch.sum(d_gates, 0, out=g[f"rnn.bias_ih_l{layer}"])
+            if d_hidden is d_gates:
+                g[f"rnn.bias_hh_l{layer}"].copy_(g[f"rnn.bias_ih_l{layer}"])
+            else:
+                torch.sum(d_hidden, 0, out=g[f"rnn.bias_hh_l{layer}"])
+        g_ih = g[f"rnn.weight_ih_l{layer}"]
+        if x is None:  # scatter-add each step's gradient into the column of its input character
+            g_ih.zero_().index_add_(1, self.inputs, d_gates.transpose(0, 1))
+            return None
+        outer_sum(d_gates, x, out=g_ih)  # (G*H, H, M)
+        return matvec_t_steps(p[f"rnn.weight_ih_l{layer}"], d_gates)
+
+    # ---- nn.RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    def rnn_forward(self, p, layer: int, x: Tensor | None) -> tuple[Tensor, None]:
+        bias = p[f"rnn.bias_ih_l{layer}"] + p[f"rnn.bias_hh_l{layer}"] if self.bias else None
+        pre = self.input_projection(p, layer, x, bias)  # (T, H, M)
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
+        hs = torch.empty_like(pre)
+        self.activation(pre[0], hs[0])  # h_0 = 0, so the first step has no recurrent term
+        for t in range(1, self.T):
+            self.activation(pre[t] + matvec(W_hh, hs[t - 1]), hs[t])
+        return hs, None
+
+    def rnn_backward(self, p, layer: int, hs: Tensor, saved, d_out: Tensor) -> tuple[Tensor, Tensor]:
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
         act_grad = self.activation_grad(hs)  # (T, H, M)
         d_pre = torch.empty_like(hs)  # d loss / d pre-activation
         torch.mul(d_out[-1], act_grad[-1], out=d_pre[-1])
         for t in range(self.T - 2, -1, -1):
             torch.mul(d_out[t] + matvec_t(W_hh, d_pre[t + 1]), act_grad[t], out=d_pre[t])
-        outer_sum(d_pre[1:], hs[:-1], out=g[f"rnn.weight_hh_l{layer}"])
-        if self.bias:
-            torch.sum(d_pre, 0, out=g[f"rnn.bias_ih_l{layer}"])
-            g[f"rnn.bias_hh_l{layer}"].copy_(g[f"rnn.bias_ih_l{layer}"])
-        g_ih = g[f"rnn.weight_ih_l{layer}"]
-        if layer == 0:  # scatter-add each step's d_pre into the column of its input character
-            g_ih.zero_().index_add_(1, self.inputs, d_pre.transpose(0, 1))
-            return None
-        x = layers[layer - 1]
-        outer_sum(d_pre, x, out=g_ih)  # (H, H, M)
-        return matvec_t_steps(p[f"rnn.weight_ih_l{layer}"], d_pre)
+        return d_pre, d_pre
+
+    # ---- nn.GRU: r, z = sigmoid(gi_rz + gh_rz); n = tanh(gi_n + r * gh_n); h = (1 - z) n + z h_prev
+    # with gi = W_ih x_t + b_ih and gh = W_hh h_{t-1} + b_hh, each (3H, M) in the order r, z, n
+    def gru_forward(self, p, layer: int, x: Tensor | None) -> tuple[Tensor, tuple]:
+        H, T = self.H, self.T
+        gi = self.input_projection(p, layer, x, p[f"rnn.bias_ih_l{layer}"] if self.bias else None)  # (T, 3H, M)
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
+        b_hn = None
+        if self.bias:  # b_hh's r and z rows add to the input's; its n rows are gated by r
+            b_hh = p[f"rnn.bias_hh_l{layer}"]
+            gi[:, :2 * H] += b_hh[:2 * H]
+            b_hn = b_hh[2 * H:]
+        M = gi.shape[-1]
+        rz = gi.new_empty(T, 2 * H, M)
+        n, gh_n, hs = (gi.new_empty(T, H, M) for _ in range(3))
+        for t in range(T):
+            if t == 0:  # h_{-1} = 0: gh = b_hh
+                torch.sigmoid(gi[0, :2 * H], out=rz[0])
+                gh_n[0] = 0 if b_hn is None else b_hn
+            else:
+                gh = matvec(W_hh, hs[t - 1])  # (3H, M)
+                torch.sigmoid(torch.add(gi[t, :2 * H], gh[:2 * H]), out=rz[t])
+                if b_hn is None:
+                    gh_n[t] = gh[2 * H:]
+                else:
+                    torch.add(gh[2 * H:], b_hn, out=gh_n[t])
+            torch.tanh(torch.addcmul(gi[t, 2 * H:], rz[t, :H], gh_n[t]), out=n[t])
+            if t == 0:
+                torch.addcmul(n[0], rz[0, H:], n[0], value=-1, out=hs[0])  # (1 - z) n
+            else:
+                torch.addcmul(n[t], rz[t, H:], hs[t - 1] - n[t], out=hs[t])  # n + z (h_prev - n)
+        return hs, (rz, n, gh_n)
+
+    def gru_backward(self, p, layer: int, hs: Tensor, saved: tuple, d_out: Tensor) -> tuple[Tensor, Tensor]:
+        H, T = self.H, self.T
+        rz, n, gh_n = saved
+        r, z = rz[:, :H], rz[:, H:]
+        h_prev = torch.zeros_like(hs)
+        h_prev[1:] = hs[:-1]
+        # the local derivatives of every step at once, (T, H, M) each
+        dn_pre = (1 - z) * (1 - n * n)  # d h / d (n's pre-activation)
+        dz_pre = (h_prev - n) * z * (1 - z)  # d h / d (z's pre-activation)
+        dr_pre = gh_n * r * (1 - r)  # d (n's pre-activation) / d (r's pre-activation)
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
+        d_gi = rz.new_empty(T, 3 * H, hs.shape[-1])  # d loss / d gi
+        d_gh = torch.empty_like(d_gi)  # d loss / d gh
+        carry = None  # d loss / d h_t through h_{t+1}
+        for t in range(T - 1, -1, -1):
+            dh = d_out[t] if carry is None else d_out[t] + carry
+            torch.mul(dh, dz_pre[t], out=d_gh[t, H:2 * H])
+            torch.mul(dh, dn_pre[t], out=d_gi[t, 2 * H:])
+            torch.mul(d_gi[t, 2 * H:], dr_pre[t], out=d_gh[t, :H])
+            torch.mul(d_gi[t, 2 * H:], r[t], out=d_gh[t, 2 * H:])
+            if t:
+                carry = matvec_t(W_hh, d_gh[t]).addcmul_(dh, z[t])
+        d_gi[:, :2 * H] = d_gh[:, :2 * H]  # r and z: gi and gh enter the same sum
+        return d_gi, d_gh
+
+    # ---- nn.LSTM: i, f, o = sigmoid(.), g = tanh(.) of gi + gh (4H rows: i, f, g, o);
+    # c = f c_prev + i g; h = o tanh(c)
+    def lstm_forward(self, p, layer: int, x: Tensor | None) -> tuple[Tensor, tuple]:
+        H, T = self.H, self.T
+        bias = p[f"rnn.bias_ih_l{layer}"] + p[f"rnn.bias_hh_l{layer}"] if self.bias else None
+        gates = self.input_projection(p, layer, x, bias)  # (T, 4H, M): pre-activations, then gates
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
+        M = gates.shape[-1]
+        cs, tc, hs = (gates.new_empty(T, H, M) for _ in range(3))
+        for t in range(T):
+            a = gates[t]
+            if t:
+                a += matvec(W_hh, hs[t - 1])
+            torch.sigmoid(a[:2 * H], out=a[:2 * H])
+            torch.tanh(a[2 * H:3 * H], out=a[2 * H:3 * H])
+            torch.sigmoid(a[3 * H:], out=a[3 * H:])
+            if t == 0:  # c_{-1} = 0
+                torch.mul(a[:H], a[2 * H:3 * H], out=cs[0])
+            else:
+                torch.addcmul(a[H:2 * H] * cs[t - 1], a[:H], a[2 * H:3 * H], out=cs[t])
+            torch.tanh(cs[t], out=tc[t])
+            torch.mul(a[3 * H:], tc[t], out=hs[t])
+        return hs, (gates, cs, tc)
+
+    def lstm_backward(self, p, layer: int, hs: Tensor, saved: tuple, d_out: Tensor) -> tuple[Tensor, Tensor]:
+        H, T = self.H, self.T
+        gates, cs, tc = saved
+        i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
+        M = hs.shape[-1]
+        c_prev = torch.zeros_like(cs)
+        c_prev[1:] = cs[:-1]
+        # the local derivatives of every step at once
+        dc_dh = o * (1 - tc * tc)  # (T, H, M): d h / d c
+        local = gates.new_empty(T, 3, H, M)  # d c / d the pre-activations of i, f, g
+        torch.mul(g, i * (1 - i), out=local[:, 0])
+        torch.mul(c_prev, f * (1 - f), out=local[:, 1])
+        torch.mul(i, 1 - g * g, out=local[:, 2])
+        do_pre = tc * o * (1 - o)  # d h / d o's pre-activation
+        W_hh = p[f"rnn.weight_hh_l{layer}"]
+        d_pre = gates.new_empty(T, 4 * H, M)
+        carry_h = carry_c = None
+        for t in range(T - 1, -1, -1):
+            dh = d_out[t] if carry_h is None else d_out[t] + carry_h
+            dc = dh * dc_dh[t] if carry_c is None else torch.addcmul(carry_c, dh, dc_dh[t])
+            torch.mul(dc, local[t], out=d_pre[t, :3 * H].view(3, H, M))
+            torch.mul(dh, do_pre[t], out=d_pre[t, 3 * H:])
+            if t:
+                carry_c = dc * f[t]
+                carry_h = matvec_t(W_hh, d_pre[t])
+        return d_pre, d_pre
 
 
 # ---- the engine -------------------------------------------------------------------------------
@@ -276,8 +412,9 @@ def keep_freed_memory_for_reuse() -> bool:
 
 
 def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
-    if group.model != "torch_rnn":
-        raise StackConfigError(f"model={group.model!r}: the torch stack engine trains torch_rnn only")
+    if group.model not in TORCH_CELLS:
+        raise StackConfigError(f"model={group.model!r}: the torch stack engine trains "
+                               f"{', '.join(TORCH_CELLS)} only")
     if group.dtype not in DTYPES:
         raise StackConfigError(f"dtype={group.dtype!r} must be one of {', '.join(DTYPES)}")
     if not members:
@@ -290,10 +427,11 @@ def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
     bad = [i for i in (*group.inputs, *group.targets) if not 0 <= i < group.vocab_size]
     if bad:
         raise StackConfigError(f"character index {bad[0]} is outside vocab_size={group.vocab_size}")
-    known = set(model_args("torch_rnn"))
+    known = set(model_args(group.model))
     for key, _ in group.model_args:
         if key not in known:
-            raise StackConfigError(f"model_args: unknown key {key!r} for torch_rnn (known: {', '.join(sorted(known))})")
+            raise StackConfigError(f"model_args: unknown key {key!r} for {group.model} "
+                                   f"(known: {', '.join(sorted(known))})")
     layers = group.model_arg("num_layers", 1)
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise StackConfigError(f"num_layers={layers!r} must be an integer >= 1")
@@ -302,7 +440,8 @@ def _check_group(group: GroupSpec, members: list[MemberSpec]) -> None:
 
 
 class TorchStackEngine:
-    """The Engine (rnnexp.engine) for model torch_rnn: every member's CharRNN trained in one batch."""
+    """The Engine (rnnexp.engine) for models torch_rnn, torch_gru and torch_lstm: every member's
+    CharRNN trained in one batch."""
 
     def __init__(self, group: GroupSpec, members: list[MemberSpec]):
         _check_group(group, members)
@@ -314,7 +453,7 @@ class TorchStackEngine:
         self.model = StackedCharRNN(
             torch.tensor(group.inputs, **long), torch.tensor(group.targets, **long), group.vocab_size,
             group.hidden_size, group.model_arg("num_layers", 1), group.model_arg("nonlinearity", "tanh"),
-            group.bias, self.dtype)
+            group.bias, self.dtype, TORCH_CELLS[group.model])
         self.shapes = self.model.shapes
         self._set_params(initial_flat([m.seed for m in members], self.shapes, group.hidden_size,
                                       self.dtype, self.device))

@@ -66,6 +66,10 @@ TRAIN_CASES = [
     ("device", ["device=tpu"], "device: must be auto, cpu or cuda"),
     ("convergence threshold 0", ["converge.loss_below=0"], "converge.loss_below: must be a finite number > 0"),
     ("nonlinearity", ["model.nonlinearity=sigmoid"], "model.nonlinearity: must be tanh or relu"),
+    ("nonlinearity of a GRU", ["model=torch_gru", "model.nonlinearity=relu"],
+     "Key 'nonlinearity' not in 'TorchGRUConfig'"),
+    ("LSTM without layers", ["model=torch_lstm", "model.num_layers=0"], "model.num_layers: must be >= 1"),
+    ("GRU hidden size 0", ["model=torch_gru", "model.hidden_size=0"], "model.hidden_size: must be >= 1"),
     ("nesterov without momentum", ["optimizer=sgd", "optimizer.nesterov=true"], "optimizer.nesterov: needs momentum > 0"),
 ]
 # one case per kind of message, also through the real rnnexp-train: a value `validate` refuses, a
