@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from rnnexp import report, study
+from rnnexp.study import cells
 from rnnexp.results import Results, atomic_write_text, count_finished
 from rnnexp.runner import STOP, Step, StepFailed, StepOutcome, run_train
 from rnnexp.sweeps import Sweep, SweepError, load_sweeps
@@ -103,10 +104,14 @@ def study_steps(opts: Options, sweeps: list[Sweep]) -> list[Step]:
     return [study.StudyStep(Results(opts.results), quick=opts.quick)]
 
 
+def cells_steps(opts: Options, sweeps: list[Sweep]) -> list[Step]:
+    return [cells.CellsStep(Results(opts.results), quick=opts.quick)]
+
+
 # ---------------------------------------------------------------- what rnnexp-reproduce runs
 
 StepFactory = Callable[[Options, list[Sweep]], list[Step]]
-STEP_FACTORIES: tuple[StepFactory, ...] = (sweep_steps, study_steps)  # in this order
+STEP_FACTORIES: tuple[StepFactory, ...] = (sweep_steps, study_steps, cells_steps)  # in this order
 
 SECTIONS: tuple[report.Section, ...] = (
     report.Section("made", 0, report.render_made),
@@ -114,6 +119,7 @@ SECTIONS: tuple[report.Section, ...] = (
     report.Section("ambiguities", 200, report.render_ambiguities),
     report.Section("conclusions", 300, report.render_conclusions),
     report.Section("study", 350, study.render_section),  # once rnnexp-study has run
+    report.Section("cells", 360, cells.render_section),  # once rnnexp-study --only cells has run
     report.Section("problems", 900, report.render_problems),
 )
 

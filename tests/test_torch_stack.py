@@ -11,6 +11,7 @@ from torch import nn
 from rnnexp.data import make_example
 from rnnexp.engine import GroupSpec, MemberSpec
 from rnnexp.engine.stacked_optim import OptimizerConfigError
+from rnnexp.engine import torch_stack
 from rnnexp.engine.torch_stack import StackConfigError, StackedCharRNN, TorchStackEngine, flat_views
 from rnnexp.config import TORCH_CELLS
 from rnnexp.models.torch_rnn import DTYPES, build
@@ -162,6 +163,30 @@ def test_gradients_equal_autograd(num_layers, nonlinearity, bias):
 def test_gated_cells_gradients_equal_autograd_and_finite_differences(model, num_layers, bias, hidden):
     """The hand-written BPTT of nn.GRU and nn.LSTM against torch autograd (every parameter, every
     member), and against central differences of the stacked loss itself in a few coordinates."""
+    check_gated_gradients(model, num_layers, bias, hidden)
+
+
+@pytest.mark.parametrize("model", CELL_MODELS)
+def test_products_column_by_column_give_the_same_gradients(model, monkeypatch):
+    """Large batches take the column-by-column products (no (T, R, C, M) or (R, C, M)
+    temporaries): forced here at M = 3, they must give autograd's gradients too."""
+    monkeypatch.setattr(torch_stack, "BROADCAST_LIMIT", 0)
+    monkeypatch.setattr(torch_stack, "MATVEC_BROADCAST_LIMIT", 0)
+    if model == "torch_rnn":
+        group = make_group(num_layers=2)
+        engine = TorchStackEngine(group, [MemberSpec(s) for s in (3, 4, 5)])
+        loss, _ = engine.model.loss_and_grad(engine.params, engine.grads)
+        for i, seed in enumerate((3, 4, 5)):
+            single = build_single(group, seed)
+            nn.functional.cross_entropy(single(torch.tensor(group.inputs)), torch.tensor(group.targets)).backward()
+            for key, param in single.named_parameters():
+                np.testing.assert_allclose(engine.grads[key][..., i].numpy(), param.grad.numpy(),
+                                           rtol=1e-10, atol=1e-14, err_msg=key)
+    else:
+        check_gated_gradients(model, 2, True, 5)
+
+
+def check_gated_gradients(model, num_layers, bias, hidden):
     group = make_group(num_layers=num_layers, bias=bias, hidden=hidden, model=model)
     seeds = [3, 4, 5]
     engine = TorchStackEngine(group, [MemberSpec(s) for s in seeds])

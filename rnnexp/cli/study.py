@@ -21,9 +21,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Fastest-convergence study (hidden 5, 'edgement'): search, validation on "
                     "fresh seeds, sampler comparison; outputs in RESULTS/study/.")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (CI)")
-    parser.add_argument("--only", choices=["comparison"],
-                        help="run one step alone (the sampler comparison needs nothing of the "
-                             "search)")
+    parser.add_argument("--only", choices=["comparison", "cells"],
+                        help="run one step alone: the sampler comparison (it needs nothing of "
+                             "the search), or the cells study (nn.RNN, nn.GRU and nn.LSTM each "
+                             "searched and validated at hidden 5; outputs in RESULTS/cells/)")
     parser.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                         help="processes at a time: with 2, the sampler comparison trains in a "
                              "second process beside the search (default: %(default)s)")
@@ -50,6 +51,21 @@ def main(argv: Optional[list[str]] = None) -> None:
             with results_lock(results.root, PROG):
                 runner = Runner(resolve_launcher(args.launcher), in_process=True)
                 return compare_samplers(results, effective_budget(budget, runner.launcher), runner)
+        if args.only == "cells":
+            from rnnexp.study import cells
+
+            with results_lock(results.root, PROG):
+                launcher = resolve_launcher(args.launcher)
+                cell_budget = cells.cells_budget(args.quick)
+                if cells.is_done(results, cell_budget, launcher):
+                    return cells.recorded(results)
+                with progress_bar(cells.planned_runs(cell_budget), "cells") as bar:
+                    progress = CellsProgress(results, bar.advance)
+                    runner = Runner(launcher, in_process=True, on_poll=progress.poll)
+                    summary = cells.run_cells(results, cell_budget, runner,
+                                              command=" ".join([PROG, *argv]))
+                    progress.poll(force=True)
+                    return summary
         # one writer per results dir, as for rnnexp-reproduce and rnnexp-report
         with results_lock(results.root, PROG):
             launcher = resolve_launcher(args.launcher)
@@ -70,6 +86,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"sampler comparison: outputs in {results.study.resolve()}; took "
               f"{time.perf_counter() - start:.1f} s")
         return
+    if args.only == "cells":
+        print_cells(summary, results, time.perf_counter() - start)
+        return
     print_summary(summary, results, time.perf_counter() - start)
 
 
@@ -77,15 +96,15 @@ class progress_bar:
     """runs done out of the study's total, and the running study's trials and best value, on the
     terminal (also while a step's own output goes to its log)."""
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self, total: int, desc: str = "study"):
+        self.total, self.desc = total, desc
 
     def __enter__(self):
         from tqdm import tqdm
 
         from rnnexp.runner import console
 
-        self.bar = tqdm(total=self.total, desc="study", unit="run", file=console(),
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="run", file=console(),
                         dynamic_ncols=True)
         self.n = 0
         return self
@@ -97,6 +116,37 @@ class progress_bar:
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
+
+
+class CellsProgress:
+    """Counts the cells study's finished runs now and then (on the runner's polls)."""
+
+    def __init__(self, results: Results, advance):
+        from rnnexp.results import count_finished
+
+        self.results, self.advance, self.count = results, advance, count_finished
+        self.seen = count_finished(results.cells_runs, "**")
+        self.advance(self.seen)
+        self.last = time.monotonic()
+
+    def poll(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < 2.0:
+            return
+        self.last = time.monotonic()
+        now = self.count(self.results.cells_runs, "**")
+        self.advance(max(0, now - self.seen))
+        self.seen = max(now, self.seen)
+
+
+def print_cells(summary: dict, results: Results, seconds: float) -> None:
+    from rnnexp.study.cells import CELL_NAMES
+    from rnnexp.study.validation import param_overrides
+
+    for model, numbers in summary["validation"].items():
+        print(f"{CELL_NAMES[model]}: median {numbers['median']:g} epochs, "
+              f"{numbers['converged']}/{numbers['seeds']} converged with "
+              f"{' '.join(param_overrides(summary['search'][model]['best_params']))}")
+    print(f"outputs in {results.cells.resolve()}; took {seconds:.1f} s")
 
 
 def print_summary(summary: dict, results: Results, seconds: float) -> None:

@@ -7,6 +7,8 @@
       studies/<study>.log            Optuna journal storage (same name + storage = resume)
       study/                         the fastest-convergence study's small outputs (committed)
       study_runs/<step>/<job>/       the study's run dirs, and study_runs/logs/
+      cells/                         the cells study's small outputs (committed)
+      cells_runs/<step>/<job>/       its run dirs, and cells_runs/logs/
 
 The study's run dirs are not under runs/: rnnexp-report collects runs/ into runs.csv and matches
 it to the report's tables by config, and thousands of search runs do not belong there (the
@@ -96,3 +98,16 @@ class Results:
     @property
     def study_logs(self) -> Path:
         return self.study_runs / "logs"
+
+    # ---- the cells study (rnnexp.study.cells)
+    @property
+    def cells(self) -> Path:
+        return self.root / "cells"
+
+    @property
+    def cells_runs(self) -> Path:
+        return self.root / "cells_runs"
+
+    @property
+    def cells_logs(self) -> Path:
+        return self.cells_runs / "logs"

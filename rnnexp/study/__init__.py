@@ -11,6 +11,8 @@ Q2(ii) of the report asks for the fastest convergence of a 5-unit nn.RNN on "edg
     plots.py       the figures of all three
     section.py     the Markdown section for REPORT.md
     run.py         all three in order (rnnexp-study), and as a step of rnnexp-reproduce
+    cells.py       the same question for nn.RNN, nn.GRU and nn.LSTM, one study per cell, and its
+                   REPORT.md section (rnnexp-study --only cells; a step of rnnexp-reproduce)
 
 Every step runs rnnexp-train in a subprocess (rnnexp.runner), so the runs are ordinary run dirs.
 Layout under the results dir (rnnexp.results.Results):

@@ -21,8 +21,10 @@ from rnnexp.study.spec import FULL, OBJECTIVE_NAME, STUDY_CONFIG, Budget, StudyE
 
 def study_args(name: str, results: Results, budget: Budget, launcher: str, sampler: str = "tpe",
                sampler_seed: int = 0, n_trials: Optional[int] = None,
-               config: str = STUDY_CONFIG, n_jobs: Optional[int] = None) -> list[str]:
-    """rnnexp-train arguments of one Optuna study over a study file's space (`config`)."""
+               config: str = STUDY_CONFIG, n_jobs: Optional[int] = None,
+               sweep_dir: Optional[Path] = None, extra: Sequence[str] = ()) -> list[str]:
+    """rnnexp-train arguments of one Optuna study over a study file's space (`config`); its run
+    dirs in sweep_dir (default study_runs/<name>); `extra`: more overrides (model=torch_gru)."""
     budget = budget.resolved()
     seeds = ",".join(str(s) for s in budget.trial_seeds)
     args = [
@@ -30,12 +32,13 @@ def study_args(name: str, results: Results, budget: Budget, launcher: str, sampl
         f"hydra/launcher={launcher}",
         f"hydra.sweeper.study_name={name}",
         f"hydra.sweeper.storage={results.journal(name)}",
-        f"hydra.sweep.dir={results.study_runs / name}",
+        f"hydra.sweep.dir={sweep_dir or results.study_runs / name}",
         f"hydra.sweeper.n_trials={n_trials or budget.n_trials}",
         f"hydra.sweeper.n_jobs={n_jobs or budget.n_jobs}",
         f"hydra.sweeper.seeds=[{seeds}]",
         f"train.epochs={budget.train_epochs()}",
         "hydra.sweeper.plots=[]",  # the study draws its own, once (write_search_results)
+        *extra,
     ]
     if sampler != "tpe":  # "tpe": the study file's own (tpe_grouped)
         args.append(f"hydra/sweeper/sampler={sampler}")
@@ -44,11 +47,11 @@ def study_args(name: str, results: Results, budget: Budget, launcher: str, sampl
 
 
 def train_study(name: str, args: Sequence[str], results: Results, runner: Runner,
-                n_trials: int) -> None:
-    """Run (or resume) one study's rnnexp-train; its output in study_runs/logs/<name>.log. A
-    study that has its n_trials already starts nothing."""
+                n_trials: int, log_dir: Optional[Path] = None) -> None:
+    """Run (or resume) one study's rnnexp-train; its output in <log_dir>/<name>.log (default
+    study_runs/logs/). A study that has its n_trials already starts nothing."""
     if not study_is_full(results, name, n_trials):
-        runner.train(args, results.study_logs / f"{name}.log")
+        runner.train(args, (log_dir or results.study_logs) / f"{name}.log")
 
 
 def study_is_full(results: Results, name: str, n_trials: int) -> bool:

@@ -134,8 +134,9 @@ QUICK = Budget(n_trials=3, n_jobs=3, trial_seeds=(0, 1), validation_seeds=(1000,
                name_suffix="-quick")
 
 
-def fixed_overrides(budget: Budget) -> list[str]:
-    """The setting every run of the study shares, read from the study file."""
+def fixed_overrides(budget: Budget, model: Optional[str] = None) -> list[str]:
+    """The setting every run of the study shares, read from the study file; `model` in place of
+    its model (the cells study)."""
     f = study_file()
-    return [f"word={hydra_value(f.word)}", f"model={f.model}", f"model.hidden_size={f.hidden_size}",
-            f"train.epochs={budget.train_epochs()}"]
+    return [f"word={hydra_value(f.word)}", f"model={model or f.model}",
+            f"model.hidden_size={f.hidden_size}", f"train.epochs={budget.train_epochs()}"]

@@ -51,17 +51,19 @@ def validate(results: Results, best_params: dict, budget: Budget = FULL,
 
 
 def validate_setting(results: Results, label: str, params: dict, budget: Budget,
-                     runner: Runner) -> pd.DataFrame:
+                     runner: Runner, model: Optional[str] = None, runs_dir: Optional[Path] = None,
+                     log_dir: Optional[Path] = None) -> pd.DataFrame:
     """Train one setting on the validation seeds (resumable: done runs are skipped); one row per
-    seed with its epochs to converge and run dir."""
-    sweep_dir = results.study_runs / "validation" / setting_dir_name(label, params)
+    seed with its epochs to converge and run dir. model: in place of the study file's; runs_dir,
+    log_dir: in place of study_runs/validation/ and study_runs/logs/."""
+    sweep_dir = (runs_dir or results.study_runs / "validation") / setting_dir_name(label, params)
     seeds = ",".join(str(s) for s in budget.validation_seeds)
     runs = finished_runs(sweep_dir, label)
     if set(budget.validation_seeds) - set(runs.seed):  # something to train (resumable)
         runner.train(["-m", f"hydra/launcher={runner.launcher}", f"hydra.sweep.dir={sweep_dir}",
-                      "train.skip_done=true", *fixed_overrides(budget), *param_overrides(params),
-                      f"seed={seeds}"],
-                     results.study_logs / f"validation-{label}.log")
+                      "train.skip_done=true", *fixed_overrides(budget, model),
+                      *param_overrides(params), f"seed={seeds}"],
+                     (log_dir or results.study_logs) / f"validation-{label}.log")
         runs = finished_runs(sweep_dir, label)
     runs = runs[runs.seed.isin(budget.validation_seeds)]
     missing = set(budget.validation_seeds) - set(runs.seed)
