@@ -7,12 +7,15 @@ and M it prints
             wall clock and CPU time of all threads
   trial     µs per member-epoch of a whole trial, engine construction + 100 epochs (best of 3)
   peak MiB  the process's peak resident memory above the baseline after imports
-  vs rnn    the cell's epoch figure over the stacked nn.RNN's at the same dtype and M
+  vs rnn    the cell's epoch figure over the stacked nn.RNN's at the same dtype and M (from the
+            rows above, each measured in its own process at its own time)
 and the plain loop (build + torch.optim.RMSprop + CrossEntropyLoss, one member) as the reference,
 with the speed-up ratio (wall clock, steady state) of the engine over it. For the gated cells a
 `torch.func` row (vmap(grad(functional_call(nn.GRU/nn.LSTM model)))) gives the other way to
 stack them, for the gradient alone, without the optimizer step. Each configuration runs in a
-fresh subprocess so that peak memory is its own.
+fresh subprocess so that peak memory is its own. Then, for each dtype and M >= 256, the three
+cells' stacked engines side by side in one process, timing blocks taken in turn (best block of
+each), which is the steadier ratio on a shared machine.
 
     python benchmarks/engine_bench.py [--cells rnn gru lstm] [--sizes 1 16 256 1024 4096]
                                       [--dtypes float64 float32] [--func-sizes 256 1024]
@@ -72,6 +75,35 @@ def measure_stacked(members: int, dtype: str, cell: str) -> dict:
     return {"epoch_us": epoch / members * 1e6, "epoch_cpu_us": epoch_cpu / members * 1e6,
             "trial_us": trial_time / (members * EPOCHS) * 1e6,
             "peak_mib": peak_rss_mib() - base}
+
+
+def measure_side_by_side(members: int, dtype: str, blocks: int = 25) -> dict:
+    """µs per member-epoch of every cell's stacked engine at M members, the cells' timing blocks
+    taken in turn (best block of each), so that load changes touch every cell alike."""
+    from rnnexp.data import make_example
+    from rnnexp.engine import GroupSpec, MemberSpec
+    from rnnexp.engine.torch_stack import TorchStackEngine
+
+    example = make_example(WORD)
+    specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18), "rmsprop")
+             for seed in range(members)]
+    engines = {}
+    for cell, model in MODELS.items():
+        group = GroupSpec(model=model, vocab_size=len(example.vocab),
+                          inputs=tuple(example.inputs.tolist()), targets=tuple(example.targets.tolist()),
+                          hidden_size=HIDDEN, bias=True, dtype=dtype)
+        engines[cell] = TorchStackEngine(group, specs)
+        for _ in range(EPOCHS):  # a trial's worth of epochs first, as in a study
+            engines[cell].step()
+    repeats = max(1, min(20, 4096 // members))
+    best = dict.fromkeys(engines, float("inf"))
+    for _ in range(blocks):
+        for cell, engine in engines.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                engine.step()
+            best[cell] = min(best[cell], (time.perf_counter() - start) / repeats / members * 1e6)
+    return best
 
 
 def measure_plain(dtype: str, cell: str) -> dict:
@@ -162,6 +194,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.one:
         kind, members, dtype, cell = args.one
+        if kind == "side":
+            print(json.dumps(measure_side_by_side(int(members), dtype)))
+            return
         measure = {"plain": measure_plain, "stacked": measure_stacked, "func": measure_func}[kind]
         result = measure(dtype, cell) if kind == "plain" else measure(int(members), dtype, cell)
         print(json.dumps(result))
@@ -194,6 +229,16 @@ def main() -> None:
                 print(f"{cell:5} {dtype:8} {'torch.func':10} {members:5d} {r['epoch_us']:10.2f} "
                       f"{r['epoch_cpu_us']:10.2f} {'(gradient)':>12} "
                       f"{plain['epoch_us'] / r['epoch_us']:9.1f} {'':>7} {r['peak_mib']:9.1f}", flush=True)
+    if len(cells) > 1 and "rnn" in cells:
+        print(f"\nside by side in one process, µs per member-epoch (steady state, best of 25 blocks "
+              f"taken in turn):")
+        print(f"{'dtype':8} {'M':>5} " + " ".join(f"{c:>8}" for c in cells) + " "
+              + " ".join(f"{c + '/rnn':>9}" for c in cells if c != "rnn"))
+        for dtype in args.dtypes:
+            for members in [m for m in args.sizes if m >= 256]:
+                r = run_one("side", members, dtype, "all", args.threads)
+                print(f"{dtype:8} {members:5d} " + " ".join(f"{r[c]:8.2f}" for c in cells) + " "
+                      + " ".join(f"{r[c] / r['rnn']:9.2f}" for c in cells if c != "rnn"), flush=True)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f} (timings on a shared machine vary with it)")
 
 
