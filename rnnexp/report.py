@@ -12,6 +12,7 @@ changed is read, composed or drawn again; files whose text did not change are no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -184,6 +185,36 @@ def render_ambiguities(ctx: ReportContext) -> str:
 
 
 def render_conclusions(ctx: ReportContext) -> str:
+    """The section, from the cache when nothing it depends on changed (the checks' bootstrap
+    intervals and tests, and scipy's import, take a second or two)."""
+    cache = Results(ctx.results).cache / CONCLUSIONS_CACHE
+    key = _conclusions_key(ctx)
+    kept = _read_json(cache)
+    if kept.get("key") == key and isinstance(kept.get("text"), str):
+        return kept["text"]
+    text = _conclusions_text(ctx)
+    _write_json(cache, {"key": key, "text": text})
+    return text
+
+
+def _conclusions_key(ctx: ReportContext) -> str:
+    """What the checks read: the record (every run), each table's settings and cells, the study's
+    validation runs, rnnexp's code, and numpy's, pandas' and scipy's versions."""
+    h = hashlib.sha256()
+    results = Results(ctx.results)
+    _digest_files(h, [results.record, results.study / "validation_runs.csv"])
+    for name in sorted(ctx.tables):
+        h.update(name.encode() + b"\0" + table_csv(ctx.tables[name]).to_csv(index=False).encode())
+    h.update(_code_digest().encode())
+    for name in ("numpy", "pandas", "scipy"):
+        try:
+            h.update(f"{name} {metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(name.encode())
+    return h.hexdigest()
+
+
+def _conclusions_text(ctx: ReportContext) -> str:
     checks = check_conclusions(ctx.tables, ctx.collection, Results(ctx.results).study)
     return ("## The report's conclusions, checked across seeds\n\n"
             "Each conclusion is split into comparisons, each paired by seed where the design "
@@ -279,6 +310,7 @@ def build_report(results: Path, sections: Sequence[Section], quick: Optional[boo
 
 SWEEPS_CACHE = "sweeps.json"
 PLOTS_CACHE = "plots.json"
+CONCLUSIONS_CACHE = "conclusions.json"
 CACHE_VERSION = 1
 
 
@@ -322,6 +354,19 @@ def _digest_files(h, paths) -> None:
         h.update(b"\0")
 
 
+@functools.cache
+def _code_digest() -> str:
+    """rnnexp's code and packaged configs, and its Hydra plugins (the config search path is one)."""
+    h = hashlib.sha256()
+    package = Path(rnnexp.__file__).resolve().parent
+    code = sorted(p for p in package.rglob("*")
+                  if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts and p.is_file())
+    plugins = package.parent / "hydra_plugins"
+    code += sorted(p for p in plugins.glob("rnnexp_*/**/*.py") if "__pycache__" not in p.parts)
+    _digest_files(h, code)
+    return h.hexdigest()
+
+
 def _sweeps_key(quick: bool, seeds, sweeps_dir: Optional[Path]) -> str:
     """What report_sweeps and expected_configs depend on: the sweep files, rnnexp's code and
     packaged configs (rnnexp-train's config they compose with), Hydra's and OmegaConf's versions,
@@ -329,12 +374,7 @@ def _sweeps_key(quick: bool, seeds, sweeps_dir: Optional[Path]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([quick, seeds]).encode())
     _digest_files(h, sweep_paths(sweeps_dir))
-    package = Path(rnnexp.__file__).resolve().parent
-    code = sorted(p for p in package.rglob("*")
-                  if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts and p.is_file())
-    plugins = package.parent / "hydra_plugins"  # rnnexp's own (the config search path is one)
-    code += sorted(p for p in plugins.glob("rnnexp_*/**/*.py") if "__pycache__" not in p.parts)
-    _digest_files(h, code)
+    h.update(_code_digest().encode())
     for name in ("hydra-core", "omegaconf"):
         try:
             h.update(f"{name} {metadata.version(name)}".encode())

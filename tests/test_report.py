@@ -166,6 +166,7 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     monkeypatch.setattr(rnnexp.collect, "read_run", refuse)
     monkeypatch.setattr(rnnexp.collect, "read_history", refuse)
     monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
+    monkeypatch.setattr(report, "check_conclusions", refuse)  # the conclusions from the cache
     ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
     after = _outputs(results)
     assert drawn == [] and len(ctx.collection.runs) == 17
@@ -177,12 +178,16 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     # everything as a report without any cache writes it
     monkeypatch.undo()
     monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
+    checked = []
+    real_check = report.check_conclusions
+    monkeypatch.setattr(report, "check_conclusions",
+                        lambda *a, **k: checked.append(1) or real_check(*a, **k))
     fake_run(results / "runs" / "tiny" / "a=0.5,lr=0.4,h=10,s=1",
              {"optimizer.alpha": 0.5, "optimizer.lr": 0.4, "model.hidden_size": 10}, seed=1,
              final_loss=0.3)
     (results / "plots" / "tiny.png").write_bytes(b"a stray edit")  # the PNG is checked too
     report.build_report(results, SECTIONS, sweeps_dir=sweeps)
-    assert drawn == ["tiny.png"]
+    assert drawn == ["tiny.png"] and checked == [1]  # the conclusions checked again
     cached = _outputs(results)
     assert cached["tables/tiny.csv"][0] != before["tables/tiny.csv"][0]
     shutil.rmtree(results / ".cache")
