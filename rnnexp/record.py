@@ -136,9 +136,29 @@ def fold_in(collection: Collection, entries: list[dict], wanted: Iterable[int] =
     """The record's entries with the collection's runs folded in: a run dir's entry replaces the
     record's of the same name; record entries of run dirs that are gone stay."""
     wanted = list(wanted)
-    found = {run_dir: entry_of(collection, run_dir, wanted) for run_dir in collection.raw}
+    existing = {e["run_dir"]: e for e in entries}
+    found = {}
+    for run_dir, run in collection.raw.items():
+        entry = existing.get(run_dir)
+        # the record's entry stands for the same run (a run trained again writes new metrics,
+        # its wall time at least): its history is not read and formatted again
+        same = entry is not None and _is_entry_of(entry, run, wanted)
+        found[run_dir] = entry if same else entry_of(collection, run_dir, wanted)
     kept = [e for e in entries if e["run_dir"] not in found]
     return kept + list(found.values())
+
+
+def _is_entry_of(entry: dict, run: dict, wanted: list[int]) -> bool:
+    """entry records this very run (same config and metrics) with the epochs a new entry would
+    keep."""
+    if entry.get("config") != json_safe(run["config"]) or entry.get("metrics") != json_safe(run["metrics"]):
+        return False
+    ran = run["metrics"].get("epochs_run")
+    if not isinstance(ran, int) or isinstance(ran, bool):
+        return False
+    epochs = np.arange(1, ran + 1)
+    history = entry.get("history") or {}
+    return history.get("epoch") == epochs[kept_epochs(epochs, wanted)].tolist()
 
 
 def collection_of(entries: list[dict], base: Path, problems: Optional[list] = None) -> Collection:

@@ -414,6 +414,34 @@ def cached_sweeps(cache: Path, quick: bool, seeds, sweeps_dir: Optional[Path] = 
     return sweeps, configs
 
 
+LOADED_SWEEPS_CACHE = "loaded_sweeps.json"
+
+
+def cached_load_sweeps(results: Path) -> list[Sweep]:
+    """load_sweeps(): every sweep file read and checked (its settings composed with Hydra), from
+    the results dir's cache when neither the files nor rnnexp's code changed. A broken file
+    changes the key, so it is read again and refused as load_sweeps refuses it."""
+    cache = cache_dir(results)
+    key = _sweeps_key(False, "load_sweeps", None)
+    kept = _read_json(cache / LOADED_SWEEPS_CACHE)
+    if kept.get("key") == key:
+        try:
+            sweeps = [_decode(x) for x in kept["sweeps"]]
+            if sweeps and all(isinstance(s, Sweep) for s in sweeps):
+                return sweeps
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
+    sweeps = load_sweeps()
+    try:
+        encoded = [_encode(s) for s in sweeps]
+        exact = [_decode(x) for x in encoded] == sweeps
+    except (TypeError, ValueError):
+        exact = False
+    if exact:
+        _write_json(cache / LOADED_SWEEPS_CACHE, {"key": key, "sweeps": encoded})
+    return sweeps
+
+
 # sweeps as JSON: dataclasses of rnnexp.sweeps (these only), tuples and paths tagged
 _CLASSES = {c.__name__: c for c in (sweeps_pkg.Sweep, sweeps_pkg.Layout, sweeps_pkg.Axis,
                                     sweeps_pkg.Published, sweeps_pkg.Reading)}

@@ -133,8 +133,9 @@ def build_report(results: Path, quick: Optional[bool] = None, warn: bool = False
 def plan_steps(opts: Options) -> list[Step]:
     names = opts.only
     # every sweep file, not only the --only ones: the report reads them all, and a broken one
-    # must stop the reproduction before it trains, not after
-    every = load_sweeps()
+    # must stop the reproduction before it trains, not after (from the report's cache when
+    # neither the files nor the code changed)
+    every = report.cached_load_sweeps(opts.results) if Path(opts.results).is_dir() else load_sweeps()
     sweeps = every if not names else [s for s in every if s.name in names]
     sweeps = [s.quick_version(opts.seeds) if opts.quick else
               (s.with_seeds(opts.seeds) if opts.seeds else s) for s in sweeps]

@@ -1,5 +1,6 @@
 """Tables, fit verdicts, claim checks and REPORT.md from synthetic runs (nothing is trained)."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,7 @@ def _outputs(results):
 def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny, monkeypatch):
     import rnnexp.collect
     import rnnexp.plots
+    import rnnexp.record
 
     sweeps, results = tiny
     report.build_report(results, SECTIONS, sweeps_dir=sweeps)
@@ -167,6 +169,7 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     monkeypatch.setattr(rnnexp.collect, "read_history", refuse)
     monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
     monkeypatch.setattr(report, "check_conclusions", refuse)  # the conclusions from the cache
+    monkeypatch.setattr(rnnexp.record, "entry_of", refuse)  # the record's entries stand
     ctx = report.build_report(results, SECTIONS, sweeps_dir=sweeps)
     after = _outputs(results)
     assert drawn == [] and len(ctx.collection.runs) == 17
@@ -178,7 +181,10 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     # everything as a report without any cache writes it
     monkeypatch.undo()
     monkeypatch.setattr(rnnexp.plots, "draw", counted_draw)
-    checked = []
+    checked, entries = [], []
+    real_entry_of = rnnexp.record.entry_of
+    monkeypatch.setattr(rnnexp.record, "entry_of",
+                        lambda c, run_dir, *a: entries.append(run_dir) or real_entry_of(c, run_dir, *a))
     real_check = report.check_conclusions
     monkeypatch.setattr(report, "check_conclusions",
                         lambda *a, **k: checked.append(1) or real_check(*a, **k))
@@ -188,6 +194,7 @@ def test_a_report_on_unchanged_runs_reads_composes_and_draws_nothing_again(tiny,
     (results / "plots" / "tiny.png").write_bytes(b"a stray edit")  # the PNG is checked too
     report.build_report(results, SECTIONS, sweeps_dir=sweeps)
     assert drawn == ["tiny.png"] and checked == [1]  # the conclusions checked again
+    assert [Path(d).name for d in entries] == ["a=0.5,lr=0.4,h=10,s=1"]  # that run's entry alone
     cached = _outputs(results)
     assert cached["tables/tiny.csv"][0] != before["tables/tiny.csv"][0]
     shutil.rmtree(results / ".cache")

@@ -144,3 +144,25 @@ def test_quick_reproduction_of_everything(tmp_path):
     report = (results / "REPORT.md").read_text()
     assert "no runs" not in report
     assert "## The report's conclusions, checked across seeds" in report
+
+
+def test_planning_reads_the_sweep_files_once_until_they_or_the_code_change(tmp_path, monkeypatch):
+    """A reproduction with nothing to do still plans its steps from every sweep file; the files
+    are read, checked and composed once, then taken from the results dir's cache."""
+    from rnnexp import report
+    from rnnexp.reproduce import Options, plan_steps
+
+    opts = Options(results=tmp_path, seeds=None, quick=True, only=None, launcher="batched")
+    first = [s.name for s in plan_steps(opts)]
+    assert (tmp_path / ".cache" / report.LOADED_SWEEPS_CACHE).exists()
+
+    def refuse():
+        raise AssertionError("sweep files read again although nothing changed")
+
+    monkeypatch.setattr(report, "load_sweeps", refuse)
+    assert [s.name for s in plan_steps(opts)] == first
+    assert {s.name for s in load_sweeps()} <= set(first)
+    # another key (a sweep file or rnnexp's code changed): read again
+    monkeypatch.setattr(report, "_sweeps_key", lambda *a: "changed")
+    with pytest.raises(AssertionError, match="read again"):
+        plan_steps(opts)
