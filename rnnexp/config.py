@@ -52,11 +52,8 @@ class TorchGRUConfig:
 
 
 @dataclass
-class TorchLSTMConfig:
+class TorchLSTMConfig(TorchGRUConfig):
     name: str = "torch_lstm"
-    hidden_size: int = 5
-    bias: bool = True
-    num_layers: int = 1
 
 
 # ---------------------------------------------------------------- optimizers (torch.optim's names)

@@ -154,15 +154,21 @@ def test_a_study_runs_through_submitit_slurm(tmp_path, pg_url):
 def cancel_one_submitit_job(tmp_path: Path, pg_url: str, name: str) -> optuna.Study:
     """A 3-trial study through submitit_slurm, batches of 2; once both jobs of the first batch
     run, scancel -s KILL one of them. The sweep must end on its own."""
+    def jobs(*state: str) -> list[str]:
+        return subprocess.run(["squeue", "-h", *state, "-o", "%i"], capture_output=True,
+                              text=True).stdout.split()
+
+    earlier = {j.split("_")[0] for j in jobs()}  # another test's jobs are never the ones killed
     proc = train(tmp_path, "hydra/sweeper=optuna", *study_args(pg_url, name, 3, 1500, n_jobs=2),
                  wait=False)
     deadline = time.monotonic() + 120
+    running = []
     while time.monotonic() < deadline:  # both tasks of the first batch running
-        running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True,
-                                 text=True).stdout.split()
+        running = [j for j in jobs("-t", "R") if j.split("_")[0] not in earlier]
         if len(running) >= 2:
             break
         time.sleep(0.3)
+    assert running, "no job of this study ran within 120 s"
     time.sleep(1)
     subprocess.run(["scancel", "-s", "KILL", sorted(running)[0]], check=True)
     assert proc.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-3000:]

@@ -142,20 +142,26 @@ def test_initial_weights_are_builds(num_layers, bias, dtype, model):
 
 # ---- gradients ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("num_layers,nonlinearity,bias", [(1, "tanh", True), (2, "relu", False), (3, "tanh", True)])
-def test_gradients_equal_autograd(num_layers, nonlinearity, bias):
-    group = make_group(num_layers=num_layers, nonlinearity=nonlinearity, bias=bias)
-    seeds = [3, 4, 5]
+def engine_with_autograd_checked(group: GroupSpec, seeds=(3, 4, 5), rtol=1e-11) -> TorchStackEngine:
+    """An engine whose first loss and gradients (every parameter, every member) equal torch
+    autograd's on the member's single model."""
     engine = TorchStackEngine(group, [MemberSpec(s) for s in seeds])
     loss, _ = engine.model.loss_and_grad(engine.params, engine.grads)
     for i, seed in enumerate(seeds):
-        model = build_single(group, seed)
-        out = nn.functional.cross_entropy(model(torch.tensor(group.inputs)), torch.tensor(group.targets))
+        single = build_single(group, seed)
+        assert isinstance(single.rnn, {"torch_rnn": nn.RNN, "torch_gru": nn.GRU, "torch_lstm": nn.LSTM}[group.model])
+        out = nn.functional.cross_entropy(single(torch.tensor(group.inputs)), torch.tensor(group.targets))
         out.backward()
         assert loss[i].item() == pytest.approx(out.item(), rel=1e-13)
-        for key, param in model.named_parameters():
-            np.testing.assert_allclose(engine.grads[key][..., i].numpy(), param.grad.numpy(), rtol=1e-11,
+        for key, param in single.named_parameters():
+            np.testing.assert_allclose(engine.grads[key][..., i].numpy(), param.grad.numpy(), rtol=rtol,
                                        atol=1e-14, err_msg=key)
+    return engine
+
+
+@pytest.mark.parametrize("num_layers,nonlinearity,bias", [(1, "tanh", True), (2, "relu", False), (3, "tanh", True)])
+def test_gradients_equal_autograd(num_layers, nonlinearity, bias):
+    engine_with_autograd_checked(make_group(num_layers=num_layers, nonlinearity=nonlinearity, bias=bias))
 
 
 @pytest.mark.parametrize("model", GATED)
@@ -163,7 +169,9 @@ def test_gradients_equal_autograd(num_layers, nonlinearity, bias):
 def test_gated_cells_gradients_equal_autograd_and_finite_differences(model, num_layers, bias, hidden):
     """The hand-written BPTT of nn.GRU and nn.LSTM against torch autograd (every parameter, every
     member), and against central differences of the stacked loss itself in a few coordinates."""
-    check_gated_gradients(model, num_layers, bias, hidden)
+    engine = engine_with_autograd_checked(
+        make_group(num_layers=num_layers, bias=bias, hidden=hidden, model=model), rtol=1e-10)
+    assert_central_differences(engine, num_layers)
 
 
 @pytest.mark.parametrize("model", CELL_MODELS)
@@ -172,34 +180,11 @@ def test_products_column_by_column_give_the_same_gradients(model, monkeypatch):
     temporaries): forced here at M = 3, they must give autograd's gradients too."""
     monkeypatch.setattr(torch_stack, "BROADCAST_LIMIT", 0)
     monkeypatch.setattr(torch_stack, "MATVEC_BROADCAST_LIMIT", 0)
-    if model == "torch_rnn":
-        group = make_group(num_layers=2)
-        engine = TorchStackEngine(group, [MemberSpec(s) for s in (3, 4, 5)])
-        loss, _ = engine.model.loss_and_grad(engine.params, engine.grads)
-        for i, seed in enumerate((3, 4, 5)):
-            single = build_single(group, seed)
-            nn.functional.cross_entropy(single(torch.tensor(group.inputs)), torch.tensor(group.targets)).backward()
-            for key, param in single.named_parameters():
-                np.testing.assert_allclose(engine.grads[key][..., i].numpy(), param.grad.numpy(),
-                                           rtol=1e-10, atol=1e-14, err_msg=key)
-    else:
-        check_gated_gradients(model, 2, True, 5)
+    engine_with_autograd_checked(make_group(num_layers=2, model=model), rtol=1e-10)
 
 
-def check_gated_gradients(model, num_layers, bias, hidden):
-    group = make_group(num_layers=num_layers, bias=bias, hidden=hidden, model=model)
-    seeds = [3, 4, 5]
-    engine = TorchStackEngine(group, [MemberSpec(s) for s in seeds])
-    loss, _ = engine.model.loss_and_grad(engine.params, engine.grads)
-    for i, seed in enumerate(seeds):
-        single = build_single(group, seed)
-        assert isinstance(single.rnn, {"torch_gru": nn.GRU, "torch_lstm": nn.LSTM}[model])
-        out = nn.functional.cross_entropy(single(torch.tensor(group.inputs)), torch.tensor(group.targets))
-        out.backward()
-        assert loss[i].item() == pytest.approx(out.item(), rel=1e-13)
-        for key, param in single.named_parameters():
-            np.testing.assert_allclose(engine.grads[key][..., i].numpy(), param.grad.numpy(), rtol=1e-10,
-                                       atol=1e-14, err_msg=key)
+def assert_central_differences(engine: TorchStackEngine, num_layers: int) -> None:
+    """The gradients in a few coordinates against central differences of the stacked loss."""
     scratch = {k: torch.empty_like(v) for k, v in engine.grads.items()}
     rng = np.random.default_rng(0)
     for key in ("rnn.weight_hh_l0", f"rnn.weight_ih_l{num_layers - 1}", "fc.weight"):
