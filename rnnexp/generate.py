@@ -2,7 +2,8 @@
 
 Works on the weights every model exports (NumpyRNN.params, or CharRNN.state_dict() with an RNN,
 GRU or LSTM cell), so a run dir's checkpoint, a single run and a batched member all generate
-through the same code. Running the recurrence incrementally gives exactly what re-running the whole prefix would (h_0 = 0).
+through the same code. Running the recurrence incrementally gives exactly what re-running the whole
+prefix would (h_0 = 0).
 """
 from __future__ import annotations
 

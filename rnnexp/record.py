@@ -151,7 +151,8 @@ def fold_in(collection: Collection, entries: list[dict], wanted: Iterable[int] =
 def _is_entry_of(entry: dict, run: dict, wanted: list[int]) -> bool:
     """entry records this very run (same config and metrics) with the epochs a new entry would
     keep."""
-    if entry.get("config") != json_safe(run["config"]) or entry.get("metrics") != json_safe(run["metrics"]):
+    if (entry.get("config") != json_safe(run["config"])
+            or entry.get("metrics") != json_safe(run["metrics"])):
         return False
     ran = run["metrics"].get("epochs_run")
     if not isinstance(ran, int) or isinstance(ran, bool):

@@ -1,11 +1,12 @@
 """Many CharRNNs (rnnexp.models.torch_rnn) trained as one stacked computation.
 
 A member is one CharRNN: one-hot -> nn.RNN(V, H, num_layers, tanh|relu), nn.GRU or nn.LSTM ->
-nn.Linear(H, V), h_0 = 0 (and c_0 = 0), cross-entropy averaged over the T positions. All members' parameters live in one flat buffer with
-the member axis LAST, (P, M), and every parameter is a contiguous view of it, e.g. weight_hh_l0 is
-(H, H, M). With the member axis last, every matrix-vector product of the model is a broadcast
-multiply and a sum over a small axis that vectorises across members, and the optimizer is a few
-elementwise ops over (P, M) with per-member hyperparameters of shape (M,).
+nn.Linear(H, V), h_0 = 0 (and c_0 = 0), cross-entropy averaged over the T positions. All members'
+parameters live in one flat buffer with the member axis LAST, (P, M), and every parameter is a
+contiguous view of it, e.g. an nn.RNN's weight_hh_l0 is (H, H, M). With the member axis last,
+every matrix-vector product of the model is a broadcast multiply and a sum over a small axis that
+vectorises across members, and the optimizer is a few elementwise ops over (P, M) with per-member
+hyperparameters of shape (M,).
 
 Gradients come from hand-written backpropagation through time (no autograd graph); they are checked
 against torch autograd and torch.optim in tests/test_torch_stack.py.
@@ -67,8 +68,8 @@ def flat_views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Te
 
 def init_bounds(shapes: dict[str, tuple[int, ...]], hidden_size: int) -> list[float]:
     """The half-width of PyTorch's default uniform init for each parameter: nn.RNN, nn.GRU and
-    nn.LSTM draw every parameter from U(+-1/sqrt(H)); nn.Linear draws its weight with kaiming_uniform_(a=sqrt(5)) and
-    its bias from U(+-1/sqrt(fan_in)), fan_in = H. Computed with torch.nn.init's own expressions so
+    nn.LSTM draw every parameter from U(+-1/sqrt(H)); nn.Linear draws its weight with
+    kaiming_uniform_(a=sqrt(5)) and its bias from U(+-1/sqrt(fan_in)), fan_in = H. Computed with torch.nn.init's own expressions so
     that the bounds are bit-identical."""
     stdv = 1.0 / math.sqrt(hidden_size)
     kaiming = math.sqrt(3.0) * (nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(hidden_size))
@@ -170,7 +171,7 @@ class StackedCharRNN:
                  cell: str = "rnn"):
         self.inputs, self.targets = inputs, targets  # (T,) long each
         self.T, self.V, self.H, self.L = len(inputs), vocab_size, hidden_size, num_layers
-        self.relu, self.bias, self.cell = nonlinearity == "relu", bias, cell
+        self.relu, self.bias = nonlinearity == "relu", bias
         self.shapes = parameter_shapes(vocab_size, hidden_size, num_layers, bias, GATES[cell])
         self.layer_forward = {"rnn": self.rnn_forward, "gru": self.gru_forward,
                               "lstm": self.lstm_forward}[cell]
