@@ -187,14 +187,8 @@ def render_ambiguities(ctx: ReportContext) -> str:
 def render_conclusions(ctx: ReportContext) -> str:
     """The section, from the cache when nothing it depends on changed (the checks' bootstrap
     intervals and tests, and scipy's import, take a second or two)."""
-    cache = Results(ctx.results).cache / CONCLUSIONS_CACHE
-    key = _conclusions_key(ctx)
-    kept = _read_json(cache)
-    if kept.get("key") == key and isinstance(kept.get("text"), str):
-        return kept["text"]
-    text = _conclusions_text(ctx)
-    _write_json(cache, {"key": key, "text": text})
-    return text
+    return _cached(Results(ctx.results).cache / CONCLUSIONS_CACHE, _conclusions_key(ctx),
+                   lambda: _conclusions_text(ctx), lambda text: isinstance(text, str))
 
 
 def _conclusions_key(ctx: ReportContext) -> str:
@@ -206,11 +200,7 @@ def _conclusions_key(ctx: ReportContext) -> str:
     for name in sorted(ctx.tables):
         h.update(name.encode() + b"\0" + table_csv(ctx.tables[name]).to_csv(index=False).encode())
     h.update(_code_digest().encode())
-    for name in ("numpy", "pandas", "scipy"):
-        try:
-            h.update(f"{name} {metadata.version(name)}".encode())
-        except metadata.PackageNotFoundError:
-            h.update(name.encode())
+    _digest_versions(h, ("numpy", "pandas", "scipy"))
     return h.hexdigest()
 
 
@@ -311,6 +301,7 @@ def build_report(results: Path, sections: Sequence[Section], quick: Optional[boo
 SWEEPS_CACHE = "sweeps.json"
 PLOTS_CACHE = "plots.json"
 CONCLUSIONS_CACHE = "conclusions.json"
+LOADED_SWEEPS_CACHE = "loaded_sweeps.json"
 CACHE_VERSION = 1
 
 
@@ -354,6 +345,38 @@ def _digest_files(h, paths) -> None:
         h.update(b"\0")
 
 
+def _digest_versions(h, names) -> None:
+    for name in names:
+        try:
+            h.update(f"{name} {metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(name.encode())
+
+
+def _cached(path: Path, key: str, compute: Callable[[], object],
+            valid: Callable[[object], bool]):
+    """compute()'s value, kept in the cache file `path` under `key`: the kept value while the key
+    is the same and it is `valid`, else computed and kept again (only what JSON gives back exactly
+    as it was: a NaN somewhere, and it is not kept)."""
+    kept = _read_json(path)
+    if kept.get("key") == key:
+        try:
+            value = _decode(kept["value"])
+            if valid(value):
+                return value
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
+    value = compute()
+    try:
+        encoded = _encode(value)
+        exact = _decode(encoded) == value
+    except (TypeError, ValueError):
+        exact = False
+    if exact:
+        _write_json(path, {"key": key, "value": encoded})
+    return value
+
+
 @functools.cache
 def _code_digest() -> str:
     """rnnexp's code and packaged configs, and its Hydra plugins (the config search path is one)."""
@@ -375,11 +398,7 @@ def _sweeps_key(quick: bool, seeds, sweeps_dir: Optional[Path]) -> str:
     h.update(json.dumps([quick, seeds]).encode())
     _digest_files(h, sweep_paths(sweeps_dir))
     h.update(_code_digest().encode())
-    for name in ("hydra-core", "omegaconf"):
-        try:
-            h.update(f"{name} {metadata.version(name)}".encode())
-        except metadata.PackageNotFoundError:
-            h.update(name.encode())
+    _digest_versions(h, ("hydra-core", "omegaconf"))
     return h.hexdigest()
 
 
@@ -388,58 +407,27 @@ def cached_sweeps(cache: Path, quick: bool, seeds, sweeps_dir: Optional[Path] = 
     """report_sweeps(quick, seeds, sweeps_dir) and every sweep's expected configs (in settings
     order), from the cache when nothing they depend on changed (reading, checking and composing
     the sweep files with Hydra takes seconds)."""
-    key = _sweeps_key(quick, seeds, sweeps_dir)
-    kept = _read_json(cache / SWEEPS_CACHE)
-    if kept.get("key") == key:
-        try:
-            sweeps = [_decode(x) for x in kept["sweeps"]]
-            configs = {name: [_decode(c) for c in cs] for name, cs in kept["configs"].items()}
-            if all(isinstance(s, Sweep) and len(configs.get(s.name, ())) == len(s.settings())
-                   for s in sweeps):
-                return sweeps, configs
-        except (KeyError, TypeError, ValueError, AttributeError):
-            pass
-    sweeps = report_sweeps(quick, seeds, sweeps_dir)
-    configs = {s.name: [c for _, c in expected_configs(s)] for s in sweeps}
-    try:
-        encoded = [_encode(s) for s in sweeps]
-        encoded_configs = {n: [_encode(c) for c in cs] for n, cs in configs.items()}
-        exact = ([_decode(x) for x in encoded] == sweeps and
-                 {n: [_decode(c) for c in cs] for n, cs in encoded_configs.items()} == configs)
-    except (TypeError, ValueError):
-        exact = False
-    if exact:  # only what JSON gives back as it was (a NaN somewhere: not kept)
-        _write_json(cache / SWEEPS_CACHE,
-                    {"key": key, "sweeps": encoded, "configs": encoded_configs})
+    def compute() -> list:
+        sweeps = report_sweeps(quick, seeds, sweeps_dir)
+        return [sweeps, {s.name: [c for _, c in expected_configs(s)] for s in sweeps}]
+
+    def valid(value) -> bool:
+        sweeps, configs = value
+        return all(isinstance(s, Sweep) and len(configs.get(s.name, ())) == len(s.settings())
+                   for s in sweeps)
+
+    sweeps, configs = _cached(cache / SWEEPS_CACHE, _sweeps_key(quick, seeds, sweeps_dir),
+                              compute, valid)
     return sweeps, configs
-
-
-LOADED_SWEEPS_CACHE = "loaded_sweeps.json"
 
 
 def cached_load_sweeps(results: Path) -> list[Sweep]:
     """load_sweeps(): every sweep file read and checked (its settings composed with Hydra), from
     the results dir's cache when neither the files nor rnnexp's code changed. A broken file
     changes the key, so it is read again and refused as load_sweeps refuses it."""
-    cache = cache_dir(results)
-    key = _sweeps_key(False, "load_sweeps", None)
-    kept = _read_json(cache / LOADED_SWEEPS_CACHE)
-    if kept.get("key") == key:
-        try:
-            sweeps = [_decode(x) for x in kept["sweeps"]]
-            if sweeps and all(isinstance(s, Sweep) for s in sweeps):
-                return sweeps
-        except (KeyError, TypeError, ValueError, AttributeError):
-            pass
-    sweeps = load_sweeps()
-    try:
-        encoded = [_encode(s) for s in sweeps]
-        exact = [_decode(x) for x in encoded] == sweeps
-    except (TypeError, ValueError):
-        exact = False
-    if exact:
-        _write_json(cache / LOADED_SWEEPS_CACHE, {"key": key, "sweeps": encoded})
-    return sweeps
+    return _cached(cache_dir(results) / LOADED_SWEEPS_CACHE,
+                   _sweeps_key(False, "load_sweeps", None), load_sweeps,
+                   lambda sweeps: bool(sweeps) and all(isinstance(s, Sweep) for s in sweeps))
 
 
 # sweeps as JSON: dataclasses of rnnexp.sweeps (these only), tuples and paths tagged
