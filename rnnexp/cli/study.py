@@ -42,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         from rnnexp.runner import Runner, resolve_launcher
         from rnnexp.study import FULL, QUICK, run_all
         from rnnexp.study.run import (Progress, StudyStep, effective_budget, planned_runs,
-                                      recorded_summary)
+                                      recorded_summary, study_totals)
         from rnnexp.study.samplers import compare_samplers
 
         budget = QUICK if args.quick else FULL
@@ -60,7 +60,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 if cells.is_done(results, cell_budget, launcher):
                     return cells.recorded(results)
                 with progress_bar(cells.planned_runs(cell_budget), "cells") as bar:
-                    progress = CellsProgress(results, bar.advance)
+                    progress = Progress(results, cells.study_totals(cell_budget), bar.n,
+                                        bar.advance, runs=results.cells_runs)
                     runner = Runner(launcher, in_process=True, on_poll=progress.poll)
                     summary = cells.run_cells(results, cell_budget, runner,
                                               command=" ".join([PROG, *argv]))
@@ -72,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             if StudyStep(results, quick=args.quick).is_done(launcher):
                 return recorded_summary(results)  # nothing to train or write: no journal read
             with progress_bar(planned_runs(budget)) as bar:
-                progress = Progress(results, budget, bar.n, bar.advance)
+                progress = Progress(results, study_totals(budget), bar.n, bar.advance)
                 # every step in this process: one start-up for the whole study
                 runner = Runner(launcher, in_process=True, on_poll=progress.poll)
                 summary = run_all(results, budget, runner, command=" ".join([PROG, *argv]),
@@ -116,26 +117,6 @@ class progress_bar:
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
-
-
-class CellsProgress:
-    """Counts the cells study's finished runs now and then (on the runner's polls)."""
-
-    def __init__(self, results: Results, advance):
-        from rnnexp.results import count_finished
-
-        self.results, self.advance, self.count = results, advance, count_finished
-        self.seen = count_finished(results.cells_runs, "**")
-        self.advance(self.seen)
-        self.last = time.monotonic()
-
-    def poll(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last < 2.0:
-            return
-        self.last = time.monotonic()
-        now = self.count(self.results.cells_runs, "**")
-        self.advance(max(0, now - self.seen))
-        self.seen = max(now, self.seen)
 
 
 def print_cells(summary: dict, results: Results, seconds: float) -> None:

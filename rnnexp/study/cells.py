@@ -67,6 +67,11 @@ def study_name(model: str, budget: Budget) -> str:
     return f"cells-{model}{budget.name_suffix}"
 
 
+def study_totals(budget: Budget) -> dict[str, int]:
+    """{study name: n_trials} of every cell's study."""
+    return {study_name(m, budget): budget.resolved().n_trials for m in CELLS}
+
+
 def planned_runs(budget: Budget) -> int:
     b = budget.resolved()
     return len(CELLS) * (b.n_trials * len(b.trial_seeds) + len(b.validation_seeds))
@@ -290,28 +295,16 @@ class CellsStep:
         return count_finished(self.results.cells_runs, "**")
 
     def run(self, launcher: str, advance: Callable[..., None]) -> StepOutcome:
-        from rnnexp.results import lock_held_by_parent
-        from rnnexp.runner import STOP, StepFailed, run_module
+        from rnnexp.study.run import Progress, run_study_child
 
         before = self.done_runs()
         outcome = StepOutcome(done_before=min(before, self.planned_runs()))
         if is_done(self.results, self.budget, launcher):
             return outcome
-        seen = [before]
-
-        def poll(force: bool = False) -> None:
-            now = self.done_runs()
-            advance(max(0, now - seen[0]))
-            seen[0] = max(now, seen[0])
-
         args = ["--only", "cells", "--results", str(self.results.root.resolve()),
                 "--launcher", launcher, *(["--quick"] if self.quick else [])]
-        try:
-            with lock_held_by_parent(self.results.root):
-                run_module("rnnexp.cli.study", "rnnexp-study", args,
-                           self.results.cells_logs / "rnnexp-study-cells.log", launcher, poll, STOP)
-        except StepFailed as err:
-            outcome.failures.append(f"cells: {err}")
-        poll(force=True)
-        outcome.trained = max(0, seen[0] - before)
-        return outcome
+        progress = Progress(self.results, study_totals(self.budget), before, advance,
+                            runs=self.results.cells_runs)
+        return run_study_child(self.name, self.results, args,
+                               self.results.cells_logs / "rnnexp-study-cells.log", launcher,
+                               progress, outcome)

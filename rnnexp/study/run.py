@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from omegaconf import OmegaConf
@@ -183,20 +184,28 @@ class StudyStep:
         outcome = StepOutcome(done_before=min(before, self.planned_runs()))
         if self.is_done(launcher):
             return outcome
-        progress = Progress(self.results, self.budget, before, advance)
-        poll = progress.poll
-
         args = ["--results", str(self.results.root.resolve()), "--launcher", launcher,
                 *(["--quick"] if self.quick else [])]
-        try:
-            with lock_held_by_parent(self.results.root):
-                run_module(STUDY_MODULE, "rnnexp-study", args,
-                           self.results.study_logs / "rnnexp-study.log", launcher, poll, STOP)
-        except StepFailed as err:
-            outcome.failures.append(f"study: {err}")
-        poll(force=True)
-        outcome.trained = max(0, progress.seen - before)
-        return outcome
+        return run_study_child(self.name, self.results, args,
+                               self.results.study_logs / "rnnexp-study.log", launcher,
+                               Progress(self.results, study_totals(self.budget), before, advance),
+                               outcome)
+
+
+def run_study_child(name: str, results: Results, args: list[str], log_path, launcher: str,
+                    progress: Progress, outcome: StepOutcome) -> StepOutcome:
+    """`rnnexp-study ARGS` as a step of rnnexp-reproduce: one child under the reproduction's lock
+    on the results dir, its finished runs counted by `progress`. A failure is recorded in the
+    outcome; an interrupt (STOP) ends the child and propagates."""
+    before = progress.seen
+    try:
+        with lock_held_by_parent(results.root):
+            run_module(STUDY_MODULE, "rnnexp-study", args, log_path, launcher, progress.poll, STOP)
+    except StepFailed as err:
+        outcome.failures.append(f"{name}: {err}")
+    progress.poll(force=True)
+    outcome.trained = max(0, progress.seen - before)
+    return outcome
 
 
 def planned_runs(budget: Budget) -> int:
@@ -215,20 +224,22 @@ def study_totals(budget: Budget) -> dict[str, int]:
 
 
 class Progress:
-    """Counts the study's finished runs now and then (a count walks every run dir: 0.15 s for the
+    """Counts a study's finished runs now and then (a count walks every run dir: 0.15 s for the
     full study's 4000 on a 2-core machine) and passes the news on: advance(new runs, a line on
-    the running study's trials and best value)."""
+    the running study's trials and best value). studies: {name: n_trials} of the Optuna studies
+    to watch; runs: where the run dirs lie (default results/study_runs/)."""
 
-    def __init__(self, results: Results, budget: Budget, seen: int,
-                 advance: Callable[..., None]):
+    def __init__(self, results: Results, studies: dict[str, int], seen: int,
+                 advance: Callable[..., None], runs: Optional[Path] = None):
         self.results, self.seen, self.advance = results, seen, advance
-        self.watch = StudyWatch(results, study_totals(budget))
+        self.runs = runs or results.study_runs
+        self.watch = StudyWatch(results, studies)
         self.last = time.monotonic()
 
     def poll(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.last < PROGRESS_S:
             return
         self.last = time.monotonic()
-        now = count_finished(self.results.study_runs, "**")
+        now = count_finished(self.runs, "**")
         self.advance(max(0, now - self.seen), self.watch.line())
         self.seen = max(now, self.seen)
