@@ -50,10 +50,10 @@ def best_seconds(fn, repeats: int, blocks: int = 15) -> tuple[float, float]:
     return best
 
 
-def measure_stacked(members: int, dtype: str, cell: str) -> dict:
+def workload(members: int, dtype: str, cell: str):
+    """The stacked engine's group and its M members (RMSprop with mixed learning rates)."""
     from rnnexp.data import make_example
     from rnnexp.engine import GroupSpec, MemberSpec
-    from rnnexp.engine.torch_stack import TorchStackEngine
 
     example = make_example(WORD)
     group = GroupSpec(model=MODELS[cell], vocab_size=len(example.vocab),
@@ -61,6 +61,13 @@ def measure_stacked(members: int, dtype: str, cell: str) -> dict:
                       hidden_size=HIDDEN, bias=True, dtype=dtype)
     specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18), "rmsprop")
              for seed in range(members)]
+    return group, specs
+
+
+def measure_stacked(members: int, dtype: str, cell: str) -> dict:
+    from rnnexp.engine.torch_stack import TorchStackEngine
+
+    group, specs = workload(members, dtype, cell)
     base = peak_rss_mib()
 
     def trial():
@@ -80,19 +87,11 @@ def measure_stacked(members: int, dtype: str, cell: str) -> dict:
 def measure_side_by_side(members: int, dtype: str, blocks: int = 25) -> dict:
     """µs per member-epoch of every cell's stacked engine at M members, the cells' timing blocks
     taken in turn (best block of each), so that load changes touch every cell alike."""
-    from rnnexp.data import make_example
-    from rnnexp.engine import GroupSpec, MemberSpec
     from rnnexp.engine.torch_stack import TorchStackEngine
 
-    example = make_example(WORD)
-    specs = [MemberSpec(seed, dict(lr=0.4 / (1 + seed % 8), alpha=0.5, eps=1e-18), "rmsprop")
-             for seed in range(members)]
     engines = {}
-    for cell, model in MODELS.items():
-        group = GroupSpec(model=model, vocab_size=len(example.vocab),
-                          inputs=tuple(example.inputs.tolist()), targets=tuple(example.targets.tolist()),
-                          hidden_size=HIDDEN, bias=True, dtype=dtype)
-        engines[cell] = TorchStackEngine(group, specs)
+    for cell in MODELS:
+        engines[cell] = TorchStackEngine(*workload(members, dtype, cell))
         for _ in range(EPOCHS):  # a trial's worth of epochs first, as in a study
             engines[cell].step()
     repeats = max(1, min(20, 4096 // members))
