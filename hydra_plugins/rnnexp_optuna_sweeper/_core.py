@@ -14,6 +14,8 @@ import math
 import os
 import re
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,10 +36,12 @@ from rnnexp.sweeps.grammar import hydra_value
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
 from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, results_are_current,
                                    write_plots, write_tables)
-from rnnexp.tuning.storage import is_rdb_url, open_storage, resolve_storage
+from rnnexp.tuning.storage import appending, is_rdb_url, open_storage, resolve_storage
 
 from ._lost import LostJob, is_submitit, lost_jobs_returned
 from ._objective import Objective, Outcome
+from hydra_plugins.rnnexp_batched_launcher._background import (BackgroundLaunches,
+                                                                can_run_in_background)
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -71,6 +75,10 @@ DEFAULT_GRACE_PERIOD = 120  # seconds; without heartbeats: age of a RUNNING tria
 STUDY_MARKER = ".optuna_study"  # in the sweep dir: the study whose job dirs it holds
 POLL_S = 0.5  # while the last trials run in other workers
 DEFAULT_REPORT_EVERY = 10  # epochs, when a pruner reads the reports
+# samplers whose asks depend on nothing but their own seed (not on the study's trials): asking
+# several batches at once draws the same trials as asking them one batch at a time
+HISTORY_FREE_SAMPLERS = ("RandomSampler",)
+MERGED_MEMBERS = 1024  # jobs per launch when parts of n_jobs trials are merged (batched launcher)
 
 
 class SweeperConfigError(ValueError):
@@ -106,6 +114,7 @@ class OptunaSweeperImpl(Sweeper):
         max_retry: int | None = 3,
         plots: Sequence[str] | None = None,
         custom_search_space: str | None = None,
+        overlap: bool = True,
     ) -> None:
         _require(n_trials >= 1, "n_trials", "must be at least 1", n_trials)
         _require(n_jobs >= 1, "n_jobs", "must be at least 1", n_jobs)
@@ -144,6 +153,8 @@ class OptunaSweeperImpl(Sweeper):
                                              else DEFAULT_GRACE_PERIOD)
         self.retry = retry_callback(max_retry)
         self.custom_search_space = custom_search_space
+        self.overlap = bool(overlap)
+        self._per_launch = n_jobs  # trials asked and launched together (_trials_per_launch)
         self._extender = None  # the function custom_search_space names, found at the sweep
         self.plots = DEFAULT_PLOTS if plots is None else list(plots)
         unknown = [name for name in self.plots if name not in PLOTS]
@@ -173,6 +184,7 @@ class OptunaSweeperImpl(Sweeper):
         _save_atomically(self.config, sweep_dir / "multirun.yaml")
 
         n_trials = self._n_trials_for(space)
+        self._per_launch = self._trials_per_launch()
         reap_dead_trials(study, self.retry, self.grace_period)
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
@@ -183,20 +195,53 @@ class OptunaSweeperImpl(Sweeper):
                         "(or hydra.sweeper.storage) to start a new study", study.study_name,
                         storage_url, n_trials)
         stopped = True  # by an error: write what the study has
+        background = self._background_launches()
         try:
-            while (trials := self._timed("ask", lambda: self._ask_batch(study, n_trials))) is not None:
-                if not trials:
-                    time.sleep(POLL_S)  # the last trials run in other workers
-                    continue
-                outcomes = self._run_batch(study, storage_url, space, trials)
-                self.timer.trials += len(trials)
-                self._check_failure_rate(outcomes, study, sweep_dir)
+            self._sweep_batches(study, storage_url, space, n_trials, background)
             stopped = False
         finally:
+            if background is not None:
+                background.close(wait=not stopped)
             if stopped or not self._others_still_run(study):
                 self._write_results(study, sweep_dir)
             log.info("%s", self.timer.line())
         return study
+
+    def _sweep_batches(self, study: optuna.Study, storage_url: str, space: SearchSpace,
+                       n_trials: int, background: BackgroundLaunches | None) -> None:
+        """Ask, launch and tell batch after batch until the study has n_trials. With `background`,
+        a batch trains in its process while the next one is asked here: batch k + 1 is asked
+        with batch k running (a sampler's constant liar sees it so), then batch k is told and
+        batch k + 1 handed over. Without it, each batch is asked once the last one is told."""
+        pending: Batch | None = None  # launched in the background, not told yet
+        asked: Batch | None = None
+        try:
+            while True:
+                trials = self._timed("ask", lambda: self._ask_batch(study, n_trials))
+                asked = self._timed("ask", lambda: self._prepare(study, storage_url, space, trials)) \
+                    if trials else None
+                told = pending is not None
+                if pending is not None:
+                    returns = self._timed("launch", background.result)
+                    batch, pending = pending, None
+                    self._tell_batch(study, batch, returns)
+                if trials is None:
+                    return
+                if asked is None:
+                    if not told:
+                        time.sleep(POLL_S)  # the last trials run in other workers
+                    continue
+                if background is not None:
+                    self._timed("launch", lambda: background.submit(asked.lines, asked.first_job))
+                    pending, asked = asked, None
+                else:
+                    batch, asked = asked, None
+                    self._tell_batch(study, batch, self._timed("launch", lambda: self._launch(batch)))
+        except BaseException as err:
+            for batch in (pending, asked):  # never leave a trial RUNNING behind us
+                if batch is not None:
+                    batch.fail_untold(study, f"{type(err).__name__}: {err}")
+            raise
 
     def _extended(self, trial: optuna.Trial) -> list[str]:
         """The override lines of the parameters custom_search_space suggests for this trial."""
@@ -259,11 +304,23 @@ class OptunaSweeperImpl(Sweeper):
                 log.info("Trials %s run in workers on other hosts; this worker stops", unwatched)
                 return None
             return []
-        trials = [ask(study) for _ in range(min(self.n_jobs, free))]
+        trials = [ask(study) for _ in range(min(self._per_launch, free))]
         extra = beyond_total(study, trials, n_trials)
         for trial in extra:  # other workers asked at the same moment and rank first
             fail_trial(study, trial, f"not run: the study already had n_trials={n_trials} trials")
         return [t for t in trials if t not in extra]
+
+    def _trials_per_launch(self) -> int:
+        """n_jobs; with the batched launcher and a sampler that never reads the study's trials
+        (random search), several parts of n_jobs trials as one launch of about MERGED_MEMBERS
+        jobs, where a stacked batch costs hardly more than one of n_jobs: the sampler draws the
+        same trials, and each part of n_jobs is still checked against max_failure_rate. Not with
+        a pruner: which trials run beside each other is part of its decisions."""
+        cls = str(self.sampler_cfg.get("_target_", "")).rsplit(".", 1)[-1]
+        if (cls not in HISTORY_FREE_SAMPLERS or self.report_every is not None
+                or not _is_batched(self.launcher)):
+            return self.n_jobs
+        return self.n_jobs * max(1, MERGED_MEMBERS // (self.n_jobs * len(self.seeds)))
 
     def _job_subdirs(self) -> bool:
         """Whether job dirs are the default `<sweep dir>/<job number>`: then this sweeper names
@@ -339,77 +396,100 @@ class OptunaSweeperImpl(Sweeper):
         return _instantiate("sampler", self.sampler_cfg)
 
     # ------------------------------------------------------------------------------ one batch
-    def _run_batch(self, study: optuna.Study, storage_url: str, space: SearchSpace,
-                   trials: list[optuna.Trial]) -> list[Outcome]:
-        """Launch every job of these trials as one launcher batch, then tell their outcomes."""
-        with heartbeats(study, trials):
-            return self._launch_and_tell(study, storage_url, space, trials)
+    def _prepare(self, study: optuna.Study, storage_url: str, space: SearchSpace,
+                 trials: list[optuna.Trial]) -> "Batch":
+        """Suggest the trials' params and build their jobs' override lines (counted as asking)."""
+        batch = Batch(trials, [], job_nums(trials[0].number, len(self.seeds))[0])
+        try:
+            batch.stack.enter_context(heartbeats(study, trials))
+            with appending(study._storage):  # a journal file's lock, once for the batch
+                self._fill(batch, study, storage_url, space)
+        except BaseException as err:
+            batch.fail_untold(study, f"{type(err).__name__}: {err}")
+            raise
+        return batch
 
-    def _launch_and_tell(self, study: optuna.Study, storage_url: str, space: SearchSpace,
-                         trials: list[optuna.Trial]) -> list[Outcome]:
-        start = time.perf_counter()  # suggesting the trials' params counts as asking
-        refs: list[TrialRef] = []
-        told: set[int] = set()
+    def _fill(self, batch: "Batch", study: optuna.Study, storage_url: str,
+              space: SearchSpace) -> None:
         worker = this_worker()
         name_dirs = self._job_subdirs()
+        n_seeds = len(self.seeds)
+        for trial in batch.trials:
+            trial.set_user_attr(WORKER_ATTR, worker)
+            overrides = space.suggest(trial)
+            if self._extender is not None:
+                overrides += self._extended(trial)
+            nums = job_nums(trial.number, n_seeds)
+            trial.set_user_attr("job_nums", nums)
+            for i, seed in enumerate(self.seeds):
+                hook = []  # how the job finds its trial to report to: only if it reports
+                if self.report_every is not None:
+                    ref = TrialRef(storage_url, study.study_name, trial.number, lead=i == 0,
+                                   report_every=self.report_every)
+                    register_live_trial(ref, trial)
+                    batch.stack.callback(unregister_live_trial, ref)
+                    hook = env_overrides(ref)
+                seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
+                # the launcher numbers the batch's jobs from first_job: a job whose trial
+                # number gives another (other workers asked the numbers between) is named
+                subdir = ([f"++hydra.sweep.subdir={nums[i]}"]
+                          if name_dirs and nums[i] != batch.first_job + len(batch.lines) else [])
+                batch.lines.append(overrides + seed_override + subdir + hook)
+        if not isinstance(self.launcher, BasicLauncher) and not self._validated:
+            # a key the config does not have, or a value of the wrong type, stops the sweep
+            # here with Hydra's own message, not as failed trials in another process. The
+            # first batch shows it, composing each of its override lines once: later batches
+            # vary the same keys (composing every job again would cost as much as launching
+            # it in-process)
+            self.validate_batch_is_legal(covering_jobs(batch.lines))
+            self._validated = True
+
+    def _launch(self, batch: "Batch") -> Sequence[JobReturn]:
+        with lost_jobs_returned(is_submitit(self.launcher)):  # a lost job fails one trial
+            return self.launcher.launch(batch.lines, initial_job_idx=batch.first_job)
+
+    def _tell_batch(self, study: optuna.Study, batch: "Batch",
+                    returns: Sequence[JobReturn]) -> None:
+        """Tell each trial its outcome, then stop the sweep if a part of n_jobs trials failed
+        beyond max_failure_rate (a batch of several parts is told whole first: it ran)."""
+        start = time.perf_counter()
+        n_seeds = len(self.seeds)
+        name_dirs = self._job_subdirs()
+        sweep_dir = os.path.abspath(self.config.hydra.sweep.dir)
+        outcomes = []
         try:
-            batch = []
-            n_seeds = len(self.seeds)
-            first_job = job_nums(trials[0].number, n_seeds)[0]
-            for trial in trials:
-                trial.set_user_attr(WORKER_ATTR, worker)
-                overrides = space.suggest(trial)
-                if self._extender is not None:
-                    overrides += self._extended(trial)
-                nums = job_nums(trial.number, n_seeds)
-                trial.set_user_attr("job_nums", nums)
-                for i, seed in enumerate(self.seeds):
-                    hook = []  # how the job finds its trial to report to: only if it reports
-                    if self.report_every is not None:
-                        ref = TrialRef(storage_url, study.study_name, trial.number, lead=i == 0,
-                                       report_every=self.report_every)
-                        refs.append(ref)
-                        register_live_trial(ref, trial)
-                        hook = env_overrides(ref)
-                    seed_override = [] if seed is None else [f"{self.seed_key}={seed}"]
-                    # the launcher numbers the batch's jobs from first_job: a job whose trial
-                    # number gives another (other workers asked the numbers between) is named
-                    subdir = ([f"++hydra.sweep.subdir={nums[i]}"]
-                              if name_dirs and nums[i] != first_job + len(batch) else [])
-                    batch.append(overrides + seed_override + subdir + hook)
-            if not isinstance(self.launcher, BasicLauncher) and not self._validated:
-                # a key the config does not have, or a value of the wrong type, stops the sweep
-                # here with Hydra's own message, not as failed trials in another process. The
-                # first batch shows it, composing each of its override lines once: later batches
-                # vary the same keys (composing every job again would cost as much as launching
-                # it in-process)
-                self.validate_batch_is_legal(covering_jobs(batch))
-                self._validated = True
-            self.timer.add("ask", time.perf_counter() - start)
-            with lost_jobs_returned(is_submitit(self.launcher)):  # a lost job fails one trial
-                returns = self._timed("launch", lambda: self.launcher.launch(
-                    batch, initial_job_idx=first_job))
-            start = time.perf_counter()
-            sweep_dir = os.path.abspath(self.config.hydra.sweep.dir)
-            outcomes = []
-            for k, trial in enumerate(trials):
-                jobs = list(returns[k * n_seeds : (k + 1) * n_seeds])
-                # the job dirs follow from the sweep dir and the job numbers: no job's Hydra
-                # config is built to read them
-                dirs = ([os.path.join(sweep_dir, str(n)) for n in job_nums(trial.number, n_seeds)]
-                        if name_dirs else [_output_dir(j) for j in jobs])
-                outcomes.append(self._tell(study, trial, jobs, dirs))
-                told.add(trial.number)
-            self.timer.add("tell", time.perf_counter() - start)
-            return outcomes
+            with appending(study._storage):  # a journal file's lock, once for the batch
+                for k, trial in enumerate(batch.trials):
+                    jobs = list(returns[k * n_seeds : (k + 1) * n_seeds])
+                    # the job dirs follow from the sweep dir and the job numbers: no job's Hydra
+                    # config is built to read them
+                    dirs = ([os.path.join(sweep_dir, str(n)) for n in job_nums(trial.number, n_seeds)]
+                            if name_dirs else [_output_dir(j) for j in jobs])
+                    outcomes.append(self._tell(study, trial, jobs, dirs))
+                    batch.told.add(trial.number)
         except BaseException as err:
-            for trial in trials:  # never leave a trial RUNNING behind us
-                if trial.number not in told:
-                    _fail_if_running(study, trial, f"{type(err).__name__}: {err}")
+            batch.fail_untold(study, f"{type(err).__name__}: {err}")
             raise
         finally:
-            for ref in refs:
-                unregister_live_trial(ref)
+            batch.stack.close()
+            self.timer.add("tell", time.perf_counter() - start)
+        self.timer.trials += len(batch.trials)
+        sweep_path = Path(self.config.hydra.sweep.dir)
+        for part in range(0, len(outcomes), self.n_jobs):
+            self._check_failure_rate(outcomes[part : part + self.n_jobs], study, sweep_path)
+
+    def _background_launches(self) -> BackgroundLaunches | None:
+        """The launches' own process, where batches may train while the next is asked: with
+        hydra.sweeper.overlap, the batched launcher, and no loss reports (a pruner reads them
+        from the storage while the trial runs; its decisions are kept to one process)."""
+        if not self.overlap or self.report_every is not None:
+            return None
+        why_not = can_run_in_background(self.launcher)
+        if why_not is not None:
+            log.debug("batches are asked and launched in turn: %s", why_not)
+            return None
+        self.timer.overlapped = True
+        return BackgroundLaunches(self.launcher)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, jobs: list[JobReturn],
               job_dirs: list[str | None]) -> Outcome:
@@ -452,25 +532,48 @@ class OptunaSweeperImpl(Sweeper):
 
 
 # ---------------------------------------------------------------------------------- helpers
+@dataclass
+class Batch:
+    """Trials asked together and their jobs' override lines, from their ask until they are told;
+    `stack` holds what lasts as long (heartbeat threads, live-trial registrations)."""
+    trials: list[optuna.Trial]
+    lines: list[list[str]]
+    first_job: int  # the launcher numbers the jobs from here
+    told: set[int] = field(default_factory=set)
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def fail_untold(self, study: optuna.Study, reason: str) -> None:
+        """Fail the trials not told yet (never leave one RUNNING) and end what the batch holds."""
+        try:
+            for trial in self.trials:
+                if trial.number not in self.told:
+                    _fail_if_running(study, trial, reason)
+        finally:
+            self.stack.close()
+
+
 class PhaseTimer:
     """Where a sweep spends its time: ask (sampler, storage, suggesting params), launch (the
-    launcher: compose, train, run files), tell (objective, storage), files (results YAML and
-    CSV), plots."""
+    launcher: compose, train, run files; with launches in a second process, only the time spent
+    waiting for them), tell (objective, storage), files (results YAML and CSV), plots."""
 
     PHASES = ("ask", "launch", "tell", "files", "plots")
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(self.PHASES, 0.0)
         self.trials = 0  # launched by this sweep
+        self.overlapped = False  # batches trained in a second process while the next was asked
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
 
     def line(self) -> str:
         per = lambda s: f"{1e3 * s / self.trials:.1f} ms/trial" if self.trials else "-"  # noqa: E731
-        parts = ", ".join(f"{p} {self.seconds[p]:.2f} s ({per(self.seconds[p])})"
-                          for p in ("ask", "launch", "tell"))
-        return (f"Optuna sweeper: {self.trials} trials run; {parts}; files "
+        parts = [f"{p} {self.seconds[p]:.2f} s ({per(self.seconds[p])})"
+                 for p in ("ask", "launch", "tell")]
+        if self.overlapped:
+            parts[1] += " waiting for the batches trained in a second process"
+        return (f"Optuna sweeper: {self.trials} trials run; {', '.join(parts)}; files "
                 f"{self.seconds['files']:.2f} s, plots {self.seconds['plots']:.2f} s")
 
 
@@ -574,6 +677,10 @@ def _directions(direction: Any) -> list[str]:
     for d in directions:
         _require(d in ("minimize", "maximize"), "direction", "must be minimize or maximize", d)
     return directions
+
+
+def _is_batched(launcher: Any) -> bool:
+    return type(launcher).__name__ == "BatchedLauncher"
 
 
 def _is_grid(sampler_cfg: dict) -> bool:

@@ -206,6 +206,11 @@ class OptunaSweeperConf:
     # after `params`, which may suggest more parameters (bounds that depend on another one); a
     # leading dot resolves next to the app's script. Each parameter it suggests is an override.
     custom_search_space: Optional[str] = None
+    # with the batched launcher (hydra.launcher.threads=1) and no pruner: each batch trains in a
+    # second process while the next batch is asked, so that sampler and training use two cores.
+    # A batch is then asked with the one before it still running (TPE's constant_liar sees it
+    # so); false: each batch is asked once the last one is told, as hydra-optuna-sweeper does
+    overlap: bool = True
 
     # several workers on one study (docs/scaling.md): RDB storage records a heartbeat of each
     # running trial every heartbeat_interval seconds (null: off); a trial without one for
