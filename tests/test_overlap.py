@@ -95,6 +95,28 @@ def test_random_search_in_merged_launches_draws_the_trials_of_one_batch_at_a_tim
 
 
 @pytest.mark.slow
+def test_random_search_trains_two_launches_at_once_with_the_trials_of_one_after_the_other(tmp_path):
+    """A launch of 110 trials x 5 seeds is all the merging allows (about 1024 jobs): the four
+    launches go two at a time, one in the second process and one in the sweeper's, and the study
+    is the one launches in turn give."""
+    args = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", *STUDY[:2],
+            "hydra.sweeper.seeds=[0,1,2,3,4]", *STUDY[3:], "train.epochs=5",
+            "hydra.sweeper.n_trials=440", "hydra.sweeper.n_jobs=110"]
+    both, proc = _study(tmp_path, "both", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).count("Batched launcher: 550 jobs in 1 batches;") == 4
+    in_turn, proc = _study(tmp_path, "in_turn", *args, "hydra.sweeper.overlap=false")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = _load(both), _load(in_turn)
+    assert _params(a) == _params(b)
+    for first, second in ((0, 110), (220, 330)):  # the second of a pair started before the first ended
+        assert (min(t.datetime_start for t in a.trials[second : second + 110])
+                < max(t.datetime_complete for t in a.trials[first : first + 110]))
+    assert sorted(p.name for p in both.iterdir() if p.is_dir()) == \
+        sorted(p.name for p in in_turn.iterdir() if p.is_dir())
+
+
+@pytest.mark.slow
 def test_merged_parts_are_each_held_to_max_failure_rate(tmp_path):
     """A part of n_jobs trials failing beyond max_failure_rate stops the study after its launch;
     the launch's other trials ran, and are told."""

@@ -142,6 +142,7 @@ def _serve(launcher: Any, conn, parent_end, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweeper handles an interrupt
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler raised KeyboardInterrupt
     _die_with_parent(parent_pid)
+    _warm_up()
     while True:
         try:
             message = conn.recv()
@@ -163,6 +164,19 @@ def _serve(launcher: Any, conn, parent_end, parent_pid: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # no atexit of the parent's (its journal, its loggers' files) runs here
+
+
+def _warm_up() -> None:
+    """Import what a launch needs (torch alone takes a second or more) while the sweeper opens
+    its study and asks the first batch, instead of in the first launch."""
+    import importlib
+
+    for module in ("rnnexp.train", "rnnexp.engine.torch_stack", "rnnexp.engine.numpy_engine",
+                   "rnnexp.results", "rnnexp.tuning.hooks"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - a launch that needs it reports the error itself
+            pass
 
 
 def _sendable(ret: JobReturn) -> tuple[int, Any, list[str]]:

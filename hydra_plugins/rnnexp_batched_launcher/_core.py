@@ -161,7 +161,7 @@ def write_hydra_files(job: Job) -> None:
 def write_run_files(job: Job, result) -> None:
     """model.npz (unless train.checkpoint=false), history.csv, then metrics.json: what
     rnnexp.train.save_result writes. Without a checkpoint the two texts are made and written here
-    (the same text as rnnexp.results.write_run, faster, and with fewer system calls)."""
+    (the same text as rnnexp.results.write_run, faster, and with fewer file-system operations)."""
     from rnnexp.results.files import HISTORY, METRICS, json_safe
     from rnnexp.train import save_result
 
@@ -170,7 +170,14 @@ def write_run_files(job: Job, result) -> None:
         save_result(job.output_dir, result, cfg)
         return
     _make_dir(job.dir)
-    _write_atomically(job.dir, HISTORY, history_text(result.loss, result.spelled).encode("utf-8"))
+    # metrics.json, written last and atomically, is what makes a run dir finished: while it is
+    # absent nothing reads history.csv, so history.csv is written in place (a file created and
+    # renamed fewer per job; file creation is most of what a job's files cost). A metrics.json
+    # of an earlier run of this dir goes first, so no finished dir ever pairs it with a history
+    # being rewritten.
+    with suppress(FileNotFoundError):
+        os.unlink(os.path.join(job.dir, METRICS))
+    _write_fd(os.path.join(job.dir, HISTORY), history_text(result.loss, result.spelled).encode("utf-8"))
     _write_atomically(job.dir, METRICS, (json_text(json_safe(result.metrics)) + "\n").encode("utf-8"))
 
 

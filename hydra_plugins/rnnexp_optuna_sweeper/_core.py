@@ -155,6 +155,7 @@ class OptunaSweeperImpl(Sweeper):
         self.custom_search_space = custom_search_space
         self.overlap = bool(overlap)
         self._per_launch = n_jobs  # trials asked and launched together (_trials_per_launch)
+        self._history_free = False  # the sampler's asks never read the study's trials
         self._extender = None  # the function custom_search_space names, found at the sweep
         self.plots = DEFAULT_PLOTS if plots is None else list(plots)
         unknown = [name for name in self.plots if name not in PLOTS]
@@ -175,6 +176,18 @@ class OptunaSweeperImpl(Sweeper):
     # ------------------------------------------------------------------------------ the sweep
     def sweep(self, arguments: list[str]) -> optuna.Study:
         assert self.config is not None
+        # started first: the training process imports what launches need (torch) meanwhile
+        background = self._background_launches()
+        stopped = True  # by an error: close the training process at once
+        try:
+            study = self._sweep(arguments, background)
+            stopped = False
+        finally:
+            if background is not None:
+                background.close(wait=not stopped)
+        return study
+
+    def _sweep(self, arguments: list[str], background: BackgroundLaunches | None) -> optuna.Study:
         space = self._search_space(arguments)
         if self.custom_search_space:
             self._extender = find_function(self.custom_search_space)
@@ -195,13 +208,12 @@ class OptunaSweeperImpl(Sweeper):
                         "(or hydra.sweeper.storage) to start a new study", study.study_name,
                         storage_url, n_trials)
         stopped = True  # by an error: write what the study has
-        background = self._background_launches()
         try:
             self._sweep_batches(study, storage_url, space, n_trials, background)
             stopped = False
         finally:
             if background is not None:
-                background.close(wait=not stopped)
+                background.close(wait=not stopped)  # its work is done: free its memory
             if stopped or not self._others_still_run(study):
                 self._write_results(study, sweep_dir)
             log.info("%s", self.timer.line())
@@ -209,22 +221,41 @@ class OptunaSweeperImpl(Sweeper):
 
     def _sweep_batches(self, study: optuna.Study, storage_url: str, space: SearchSpace,
                        n_trials: int, background: BackgroundLaunches | None) -> None:
-        """Ask, launch and tell batch after batch until the study has n_trials. With `background`,
-        a batch trains in its process while the next one is asked here: batch k + 1 is asked
-        with batch k running (a sampler's constant liar sees it so), then batch k is told and
-        batch k + 1 handed over. Without it, each batch is asked once the last one is told."""
+        """Ask, launch and tell batch after batch until the study has n_trials.
+
+        With `background`, a batch trains in its process while the next one is asked here: batch
+        k + 1 is asked with batch k running (a sampler's constant liar sees it so), then batch k is
+        told and batch k + 1 handed over. A sampler that never reads the study's trials (random
+        search) draws the same trials however many are running, so there batch k + 1 is also
+        launched here, beside batch k, and the two are told together. Without `background`, each
+        batch is asked once the last one is told."""
         pending: Batch | None = None  # launched in the background, not told yet
         asked: Batch | None = None
+        beside: Batch | None = None  # launched here while `pending` trains
+        two_lanes = background is not None and self._history_free
         try:
             while True:
                 trials = self._timed("ask", lambda: self._ask_batch(study, n_trials))
                 asked = self._timed("ask", lambda: self._prepare(study, storage_url, space, trials)) \
                     if trials else None
+                if two_lanes and pending is not None and asked is not None:
+                    beside, asked = asked, None
+                    here = self._timed("launch", lambda: self._launch(beside))
+                    there = self._timed("launch", background.result)
+                    first, pending = pending, None
+                    # told in the order they were asked, both before either is held to
+                    # max_failure_rate: both ran
+                    outcomes = [self._tell_batch(study, first, there),
+                                self._tell_batch(study, beside, here)]
+                    beside = None
+                    for batch_outcomes in outcomes:
+                        self._check_failure_rate(batch_outcomes, study)
+                    continue
                 told = pending is not None
                 if pending is not None:
                     returns = self._timed("launch", background.result)
-                    batch, pending = pending, None
-                    self._tell_batch(study, batch, returns)
+                    first, pending = pending, None
+                    self._check_failure_rate(self._tell_batch(study, first, returns), study)
                 if trials is None:
                     return
                 if asked is None:
@@ -236,9 +267,10 @@ class OptunaSweeperImpl(Sweeper):
                     pending, asked = asked, None
                 else:
                     batch, asked = asked, None
-                    self._tell_batch(study, batch, self._timed("launch", lambda: self._launch(batch)))
+                    returns = self._timed("launch", lambda: self._launch(batch))
+                    self._check_failure_rate(self._tell_batch(study, batch, returns), study)
         except BaseException as err:
-            for batch in (pending, asked):  # never leave a trial RUNNING behind us
+            for batch in (pending, asked, beside):  # never leave a trial RUNNING behind us
                 if batch is not None:
                     batch.fail_untold(study, f"{type(err).__name__}: {err}")
             raise
@@ -250,11 +282,17 @@ class OptunaSweeperImpl(Sweeper):
         return [f"{name}={hydra_value(value)}" for name, value in trial.params.items()
                 if name not in before]
 
-    def _check_failure_rate(self, outcomes: list[Outcome], study: optuna.Study,
-                            sweep_dir: Path) -> None:
+    def _check_failure_rate(self, outcomes: list[Outcome], study: optuna.Study) -> None:
         """As hydra-optuna-sweeper: when more than max_failure_rate of a batch's trials failed,
         the sweep stops, raising the first job's own exception (or, where no job raised, a
-        FailureRateExceeded naming the reasons)."""
+        FailureRateExceeded naming the reasons). Trials launched together in several batches of
+        n_jobs (random search) are told first, since they all ran; each batch is then held to the
+        rate in turn."""
+        for part in range(0, len(outcomes), self.n_jobs):
+            self._check_part(outcomes[part : part + self.n_jobs], study)
+
+    def _check_part(self, outcomes: list[Outcome], study: optuna.Study) -> None:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         # a job the cluster lost is asked again, not counted against the study
         failed = [o for o in outcomes
                   if o.state == TrialState.FAIL and not isinstance(o.error, LostJob)]
@@ -317,8 +355,9 @@ class OptunaSweeperImpl(Sweeper):
         same trials, and each part of n_jobs is still checked against max_failure_rate. Not with
         a pruner: which trials run beside each other is part of its decisions."""
         cls = str(self.sampler_cfg.get("_target_", "")).rsplit(".", 1)[-1]
-        if (cls not in HISTORY_FREE_SAMPLERS or self.report_every is not None
-                or not _is_batched(self.launcher)):
+        self._history_free = (cls in HISTORY_FREE_SAMPLERS and self.report_every is None
+                              and _is_batched(self.launcher))
+        if not self._history_free:
             return self.n_jobs
         return self.n_jobs * max(1, MERGED_MEMBERS // (self.n_jobs * len(self.seeds)))
 
@@ -449,9 +488,8 @@ class OptunaSweeperImpl(Sweeper):
             return self.launcher.launch(batch.lines, initial_job_idx=batch.first_job)
 
     def _tell_batch(self, study: optuna.Study, batch: "Batch",
-                    returns: Sequence[JobReturn]) -> None:
-        """Tell each trial its outcome, then stop the sweep if a part of n_jobs trials failed
-        beyond max_failure_rate (a batch of several parts is told whole first: it ran)."""
+                    returns: Sequence[JobReturn]) -> list[Outcome]:
+        """Tell each trial of the batch its outcome."""
         start = time.perf_counter()
         n_seeds = len(self.seeds)
         name_dirs = self._job_subdirs()
@@ -474,9 +512,7 @@ class OptunaSweeperImpl(Sweeper):
             batch.stack.close()
             self.timer.add("tell", time.perf_counter() - start)
         self.timer.trials += len(batch.trials)
-        sweep_path = Path(self.config.hydra.sweep.dir)
-        for part in range(0, len(outcomes), self.n_jobs):
-            self._check_failure_rate(outcomes[part : part + self.n_jobs], study, sweep_path)
+        return outcomes
 
     def _background_launches(self) -> BackgroundLaunches | None:
         """The launches' own process, where batches may train while the next is asked: with
@@ -555,7 +591,7 @@ class Batch:
 class PhaseTimer:
     """Where a sweep spends its time: ask (sampler, storage, suggesting params), launch (the
     launcher: compose, train, run files; with launches in a second process, only the time spent
-    waiting for them), tell (objective, storage), files (results YAML and CSV), plots."""
+    waiting for them, and launching here beside them), tell (objective, storage), files (results YAML and CSV), plots."""
 
     PHASES = ("ask", "launch", "tell", "files", "plots")
 
@@ -572,7 +608,7 @@ class PhaseTimer:
         parts = [f"{p} {self.seconds[p]:.2f} s ({per(self.seconds[p])})"
                  for p in ("ask", "launch", "tell")]
         if self.overlapped:
-            parts[1] += " waiting for the batches trained in a second process"
+            parts[1] += ", with batches trained in a second process meanwhile"
         return (f"Optuna sweeper: {self.trials} trials run; {', '.join(parts)}; files "
                 f"{self.seconds['files']:.2f} s, plots {self.seconds['plots']:.2f} s")
 
