@@ -48,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         budget = QUICK if args.quick else FULL
         results.root.mkdir(parents=True, exist_ok=True)
         if args.only == "comparison":
-            with results_lock(results.root, PROG):
+            with results_lock(results.root, PROG), warm():
                 runner = Runner(resolve_launcher(args.launcher), in_process=True)
                 return compare_samplers(results, effective_budget(budget, runner.launcher), runner)
         if args.only == "cells":
@@ -59,7 +59,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 cell_budget = cells.cells_budget(args.quick)
                 if cells.is_done(results, cell_budget, launcher):
                     return cells.recorded(results)
-                with progress_bar(cells.planned_runs(cell_budget), "cells") as bar:
+                with progress_bar(cells.planned_runs(cell_budget), "cells") as bar, warm():
                     progress = Progress(results, cells.study_totals(cell_budget), bar.n,
                                         bar.advance, runs=results.cells_runs)
                     runner = Runner(launcher, in_process=True, on_poll=progress.poll)
@@ -91,6 +91,16 @@ def main(argv: Optional[list[str]] = None) -> None:
         print_cells(summary, results, time.perf_counter() - start)
         return
     print_summary(summary, results, time.perf_counter() - start)
+
+
+def warm():
+    """torch and the training code imported once, here, before the studies start: each study's
+    training process is forked from this one (hydra.sweeper.overlap) and would otherwise import
+    them anew. Imported before a SIGTERM may interrupt (rnnexp.runner.terminate_as_interrupt)."""
+    from rnnexp.runner import terminate_as_interrupt
+    from rnnexp.study.run import import_training
+
+    return terminate_as_interrupt(prepare=import_training)
 
 
 class progress_bar:

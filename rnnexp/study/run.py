@@ -48,7 +48,7 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     comparison = None
     if jobs > 1 and child_quick is not None and not comparison_is_full(results, budget):
         comparison = start_comparison(results, launcher, child_quick)
-    with terminate_as_interrupt(prepare=_import_training), _stopping(comparison):
+    with terminate_as_interrupt(prepare=import_training), _stopping(comparison):
         search = run_study(results, budget, runner)
         timings["search_s"] = search.pop("wall_time_s")
         t = time.perf_counter()
@@ -87,7 +87,7 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     return summary
 
 
-def _import_training() -> None:
+def import_training() -> None:
     """torch and the training code, imported before a SIGTERM may interrupt (see
     terminate_as_interrupt)."""
     import rnnexp.train  # noqa: F401 - imports torch
