@@ -44,8 +44,9 @@ def can_run_in_background(launcher: Any) -> Optional[str]:
     """None when `launcher` can launch in a forked process; else why not, in a few words."""
     if not hasattr(launcher, "composer") or launcher.composer is None:
         return "the launcher is not the batched launcher, set up"
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return "this platform cannot fork"
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        # macOS can fork, but its system libraries are not safe to use in a forked child
+        return f"forking a launch is done on Linux only, not on {sys.platform}"
     if launcher.threads != 1:
         # OpenMP's thread pool does not survive fork: a child whose parent ever ran a parallel
         # region can hang in its first one. One thread never starts a parallel region.
