@@ -32,7 +32,6 @@ from hydra.core.utils import JobReturn, JobRuntime, JobStatus
 
 log = logging.getLogger(__name__)
 
-_CLOSE = None  # the message that stops the child
 _PR_SET_PDEATHSIG = 1
 
 
@@ -97,21 +96,17 @@ class BackgroundLaunches:
             raise payload
         return [self._job_return(batch[i], first + i, *answer) for i, answer in enumerate(payload)]
 
-    def close(self, wait: bool = True) -> None:
-        """Stop the child: after its current batch when `wait`, else at once."""
+    def close(self) -> None:
+        """Stop the child at once. Between batches it holds nothing (each batch's files are
+        written before its answer), and a batch still launching is abandoned with its trials,
+        which the sweeper fails; a study with nothing left to run does not wait for the child's
+        imports to finish."""
         if self._process is None:
             return
         process, self._process = self._process, None
-        try:
-            if wait and self._pending is None:
-                self._conn.send(_CLOSE)
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            pass
         self._conn.close()
-        process.join(timeout=5 if wait and self._pending is None else 0)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=5)
+        process.terminate()
+        process.join(timeout=5)
         if process.is_alive():
             process.kill()
             process.join()
@@ -148,8 +143,6 @@ def _serve(launcher: Any, conn, parent_end, parent_pid: int) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            break
-        if message is _CLOSE:
             break
         batch, first = message
         try:

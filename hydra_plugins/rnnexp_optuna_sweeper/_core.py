@@ -28,6 +28,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from rnnexp.errors import require
@@ -178,14 +179,11 @@ class OptunaSweeperImpl(Sweeper):
         assert self.config is not None
         # started first: the training process imports what launches need (torch) meanwhile
         background = self._background_launches()
-        stopped = True  # by an error: close the training process at once
         try:
-            study = self._sweep(arguments, background)
-            stopped = False
+            return self._sweep(arguments, background)
         finally:
             if background is not None:
-                background.close(wait=not stopped)
-        return study
+                background.close()
 
     def _sweep(self, arguments: list[str], background: BackgroundLaunches | None) -> optuna.Study:
         space = self._search_space(arguments)
@@ -197,7 +195,7 @@ class OptunaSweeperImpl(Sweeper):
         _save_atomically(self.config, sweep_dir / "multirun.yaml")
 
         n_trials = self._n_trials_for(space)
-        self._per_launch = self._trials_per_launch()
+        self._per_launch = self._trials_per_launch(study)
         reap_dead_trials(study, self.retry, self.grace_period)
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
@@ -213,7 +211,7 @@ class OptunaSweeperImpl(Sweeper):
             stopped = False
         finally:
             if background is not None:
-                background.close(wait=not stopped)  # its work is done: free its memory
+                background.close()  # its work is done: free its memory before the plots
             if stopped or not self._others_still_run(study):
                 self._write_results(study, sweep_dir)
             log.info("%s", self.timer.line())
@@ -348,15 +346,18 @@ class OptunaSweeperImpl(Sweeper):
             fail_trial(study, trial, f"not run: the study already had n_trials={n_trials} trials")
         return [t for t in trials if t not in extra]
 
-    def _trials_per_launch(self) -> int:
+    def _trials_per_launch(self, study: optuna.Study) -> int:
         """n_jobs; with the batched launcher and a sampler that never reads the study's trials
         (random search), several parts of n_jobs trials as one launch of about MERGED_MEMBERS
         jobs, where a stacked batch costs hardly more than one of n_jobs: the sampler draws the
         same trials, and each part of n_jobs is still checked against max_failure_rate. Not with
-        a pruner: which trials run beside each other is part of its decisions."""
+        a pruner: which trials run beside each other is part of its decisions. Not on a storage
+        with heartbeats, whose workers share a study across machines: there one worker would
+        take the trials of all, each with a heartbeat thread of its own."""
         cls = str(self.sampler_cfg.get("_target_", "")).rsplit(".", 1)[-1]
         self._history_free = (cls in HISTORY_FREE_SAMPLERS and self.report_every is None
-                              and _is_batched(self.launcher))
+                              and _is_batched(self.launcher)
+                              and not is_heartbeat_enabled(study._storage))
         if not self._history_free:
             return self.n_jobs
         return self.n_jobs * max(1, MERGED_MEMBERS // (self.n_jobs * len(self.seeds)))
