@@ -39,9 +39,16 @@ class TrainingProcessDied(RuntimeError):
     """The process that ran the launches ended without answering."""
 
 
+def is_batched(launcher: Any) -> bool:
+    """Whether `launcher` is the batched launcher (the sweeper merges and forks only for it)."""
+    from .batched_launcher import BatchedLauncher
+
+    return isinstance(launcher, BatchedLauncher)
+
+
 def can_run_in_background(launcher: Any) -> Optional[str]:
     """None when `launcher` can launch in a forked process; else why not, in a few words."""
-    if not hasattr(launcher, "composer") or launcher.composer is None:
+    if not is_batched(launcher) or launcher.composer is None:
         return "the launcher is not the batched launcher, set up"
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         # macOS can fork, but its system libraries are not safe to use in a forked child
@@ -65,10 +72,6 @@ class BackgroundLaunches:
         self._process.start()
         child_end.close()
         self._pending: Optional[tuple[list[list[str]], int]] = None
-
-    @property
-    def busy(self) -> bool:
-        return self._pending is not None
 
     def submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> None:
         """Start launching this batch in the child; one batch at a time."""
@@ -174,8 +177,8 @@ def _warm_up() -> None:
 
 
 def _sendable(ret: JobReturn) -> tuple[int, Any, list[str]]:
-    value = ret._return_value if hasattr(ret, "_return_value") else ret.return_value
-    return ret.status.value, _picklable(value), list(ret.overrides or [])
+    # JobReturn.return_value re-raises a failed job's exception; what crosses is the record
+    return ret.status.value, _picklable(ret._return_value), list(ret.overrides or [])
 
 
 def _picklable(value: Any) -> Any:

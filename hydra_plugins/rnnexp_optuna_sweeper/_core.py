@@ -42,7 +42,7 @@ from rnnexp.tuning.storage import appending, is_rdb_url, open_storage, resolve_s
 from ._lost import LostJob, is_submitit, lost_jobs_returned
 from ._objective import Objective, Outcome
 from hydra_plugins.rnnexp_batched_launcher._background import (BackgroundLaunches,
-                                                                can_run_in_background)
+                                                                can_run_in_background, is_batched)
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -157,6 +157,7 @@ class OptunaSweeperImpl(Sweeper):
         self.overlap = bool(overlap)
         self._per_launch = n_jobs  # trials asked and launched together (_trials_per_launch)
         self._history_free = False  # the sampler's asks never read the study's trials
+        self._name_dirs = True  # job dirs named by job number (_job_subdirs), read per sweep
         self._extender = None  # the function custom_search_space names, found at the sweep
         self.plots = DEFAULT_PLOTS if plots is None else list(plots)
         unknown = [name for name in self.plots if name not in PLOTS]
@@ -196,6 +197,7 @@ class OptunaSweeperImpl(Sweeper):
 
         n_trials = self._n_trials_for(space)
         self._per_launch = self._trials_per_launch(study)
+        self._name_dirs = self._job_subdirs()
         reap_dead_trials(study, self.retry, self.grace_period)
         needed = n_trials - count_finished(study)
         log.info("Study %r in %s: %d of %d trials to run", study.study_name, storage_url,
@@ -356,7 +358,7 @@ class OptunaSweeperImpl(Sweeper):
         take the trials of all, each with a heartbeat thread of its own."""
         cls = str(self.sampler_cfg.get("_target_", "")).rsplit(".", 1)[-1]
         self._history_free = (cls in HISTORY_FREE_SAMPLERS and self.report_every is None
-                              and _is_batched(self.launcher)
+                              and is_batched(self.launcher)
                               and not is_heartbeat_enabled(study._storage))
         if not self._history_free:
             return self.n_jobs
@@ -452,7 +454,7 @@ class OptunaSweeperImpl(Sweeper):
     def _fill(self, batch: "Batch", study: optuna.Study, storage_url: str,
               space: SearchSpace) -> None:
         worker = this_worker()
-        name_dirs = self._job_subdirs()
+        name_dirs = self._name_dirs
         n_seeds = len(self.seeds)
         for trial in batch.trials:
             trial.set_user_attr(WORKER_ATTR, worker)
@@ -493,7 +495,7 @@ class OptunaSweeperImpl(Sweeper):
         """Tell each trial of the batch its outcome."""
         start = time.perf_counter()
         n_seeds = len(self.seeds)
-        name_dirs = self._job_subdirs()
+        name_dirs = self._name_dirs
         sweep_dir = os.path.abspath(self.config.hydra.sweep.dir)
         outcomes = []
         try:
@@ -592,7 +594,8 @@ class Batch:
 class PhaseTimer:
     """Where a sweep spends its time: ask (sampler, storage, suggesting params), launch (the
     launcher: compose, train, run files; with launches in a second process, only the time spent
-    waiting for them, and launching here beside them), tell (objective, storage), files (results YAML and CSV), plots."""
+    waiting for them, and launching here beside them), tell (objective, storage), files (results
+    YAML and CSV), plots."""
 
     PHASES = ("ask", "launch", "tell", "files", "plots")
 
@@ -714,10 +717,6 @@ def _directions(direction: Any) -> list[str]:
     for d in directions:
         _require(d in ("minimize", "maximize"), "direction", "must be minimize or maximize", d)
     return directions
-
-
-def _is_batched(launcher: Any) -> bool:
-    return type(launcher).__name__ == "BatchedLauncher"
 
 
 def _is_grid(sampler_cfg: dict) -> bool:
