@@ -34,6 +34,20 @@ def _study(tmp_path: Path, name: str, *args: str, wait: bool = True):
     return out, run_cli("rnnexp-train", *argv, cwd=tmp_path, env=ENV)
 
 
+def _study_ok(tmp_path: Path, name: str, *args: str) -> tuple[Path, str]:
+    """A study that must succeed: its sweep dir and its output."""
+    out, proc = _study(tmp_path, name, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc.stdout + proc.stderr
+
+
+def _asked_before_told(trials, told: int, asked: int, size: int) -> bool:
+    """Whether the batch of `size` trials from number `asked` started before the batch from
+    `told` was told (its last trial completed)."""
+    return (min(t.datetime_start for t in trials[asked : asked + size])
+            < max(t.datetime_complete for t in trials[told : told + size]))
+
+
 def _load(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="s", storage=optuna_storage.open_storage(f"{out}.log"))
 
@@ -47,18 +61,14 @@ def test_an_overlapped_study_asks_each_batch_while_the_last_one_trains(tmp_path)
     args = [*TPE, *STUDY, "train.epochs=15", "hydra.sweeper.n_trials=12", "hydra.sweeper.n_jobs=3"]
     runs = {}
     for name in ("a", "b"):
-        out, proc = _study(tmp_path, name, *args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        runs[name] = _load(out)
+        runs[name] = _load(_study_ok(tmp_path, name, *args)[0])
     # the same seed and n_jobs give the same trials, outcomes included
     assert _params(runs["a"]) == _params(runs["b"])
     trials = runs["a"].trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
     # batch k + 1 (trials 3k+3..3k+5) was asked before batch k was told
     for k in range(3):
-        told = max(t.datetime_complete for t in trials[3 * k : 3 * k + 3])
-        asked = min(t.datetime_start for t in trials[3 * k + 3 : 3 * k + 6])
-        assert asked < told, k
+        assert _asked_before_told(trials, 3 * k, 3 * k + 3, 3), k
     # every job wrote its run files, and the trial's value is the mean of its seeds' final losses
     for t in trials:
         losses = [json.loads((tmp_path / "a" / str(n) / "metrics.json").read_text())["final_loss"]
@@ -66,13 +76,10 @@ def test_an_overlapped_study_asks_each_batch_while_the_last_one_trains(tmp_path)
         assert t.value == pytest.approx(sum(losses) / 2, rel=1e-12)
 
     # overlap=false: each batch asked once the last one is told, as hydra-optuna-sweeper does
-    out, proc = _study(tmp_path, "c", *args, "hydra.sweeper.overlap=false")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out, _ = _study_ok(tmp_path, "c", *args, "hydra.sweeper.overlap=false")
     trials = _load(out).trials
     for k in range(3):
-        told = max(t.datetime_complete for t in trials[3 * k : 3 * k + 3])
-        asked = min(t.datetime_start for t in trials[3 * k + 3 : 3 * k + 6])
-        assert asked >= told, k
+        assert not _asked_before_told(trials, 3 * k, 3 * k + 3, 3), k
     # the sampler's random start-up trials are the same either way
     assert _params(_load(out))[:3] == _params(runs["a"])[:3]
 
@@ -81,12 +88,10 @@ def test_an_overlapped_study_asks_each_batch_while_the_last_one_trains(tmp_path)
 def test_random_search_in_merged_launches_draws_the_trials_of_one_batch_at_a_time(tmp_path):
     args = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", *STUDY, "train.epochs=15",
             "hydra.sweeper.n_trials=10", "hydra.sweeper.n_jobs=2"]
-    merged, proc = _study(tmp_path, "merged", *args)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    merged, output = _study_ok(tmp_path, "merged", *args)
     # 10 trials x 2 seeds in one launch, not five launches of 4 jobs
-    assert (proc.stdout + proc.stderr).count("Batched launcher: 20 jobs in 1 batches;") == 1
-    one_by_one, proc = _study(tmp_path, "basic", *args, "hydra/launcher=basic")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert output.count("Batched launcher: 20 jobs in 1 batches;") == 1
+    one_by_one, _ = _study_ok(tmp_path, "basic", *args, "hydra/launcher=basic")
     a, b = _load(merged), _load(one_by_one)
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     assert [t.value for t in a.trials] == pytest.approx([t.value for t in b.trials], rel=1e-9)
@@ -102,16 +107,13 @@ def test_random_search_trains_two_launches_at_once_with_the_trials_of_one_after_
     args = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", *STUDY[:2],
             "hydra.sweeper.seeds=[0,1,2,3,4]", *STUDY[3:], "train.epochs=5",
             "hydra.sweeper.n_trials=440", "hydra.sweeper.n_jobs=110"]
-    both, proc = _study(tmp_path, "both", *args)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (proc.stdout + proc.stderr).count("Batched launcher: 550 jobs in 1 batches;") == 4
-    in_turn, proc = _study(tmp_path, "in_turn", *args, "hydra.sweeper.overlap=false")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    both, output = _study_ok(tmp_path, "both", *args)
+    assert output.count("Batched launcher: 550 jobs in 1 batches;") == 4
+    in_turn, _ = _study_ok(tmp_path, "in_turn", *args, "hydra.sweeper.overlap=false")
     a, b = _load(both), _load(in_turn)
     assert _params(a) == _params(b)
     for first, second in ((0, 110), (220, 330)):  # the second of a pair started before the first ended
-        assert (min(t.datetime_start for t in a.trials[second : second + 110])
-                < max(t.datetime_complete for t in a.trials[first : first + 110]))
+        assert _asked_before_told(a.trials, first, second, 110), first
     assert sorted(p.name for p in both.iterdir() if p.is_dir()) == \
         sorted(p.name for p in in_turn.iterdir() if p.is_dir())
 
@@ -184,8 +186,7 @@ def test_a_killed_process_leaves_no_trial_running_that_a_resume_does_not_finish(
     if kill == "trainer":
         assert "the process that trains the sweep's batches ended (killed by signal 9)" in output
         assert TrialState.RUNNING not in [t.state for t in _load(out).trials]
-    _, again = _study(tmp_path, "k", *LONG)
-    assert again.returncode == 0, again.stdout + again.stderr
+    _study_ok(tmp_path, "k", *LONG)
     study = _load(out)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(done) == 40 and TrialState.RUNNING not in [t.state for t in study.trials]
@@ -203,6 +204,5 @@ def test_an_interrupt_stops_both_processes_and_the_study_resumes(tmp_path):
     assert _gone(child)
     study = _load(out)
     assert TrialState.RUNNING not in [t.state for t in study.trials]
-    _, again = _study(tmp_path, "i", *LONG)
-    assert again.returncode == 0, again.stdout + again.stderr
+    _study_ok(tmp_path, "i", *LONG)
     assert sum(t.state == TrialState.COMPLETE for t in _load(out).trials) == 40
