@@ -256,6 +256,25 @@ def test_worker_liveness_by_pid_and_host():
     assert worker_is_gone({**me, "host": me["host"] + "-elsewhere"}) is None
 
 
+def test_an_interrupt_waits_for_the_asked_trials_to_be_held():
+    """Ctrl-C inside study.ask() would leave a RUNNING trial no one holds: it is raised once the
+    block that asks and records the trials ends, and not at all when none came."""
+    from hydra_plugins.rnnexp_optuna_sweeper._workers import interrupts_held
+
+    study = optuna.create_study()
+    held = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            trial = study.ask()
+            signal.raise_signal(signal.SIGINT)  # lands while the trial is not held yet
+            held.append(trial)
+    assert [t.number for t in held] == [0]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_held():
+        held.append(study.ask())
+    assert len(held) == 2
+
+
 @pytest.mark.slow
 def test_a_reaped_workers_pid_is_gone():
     from hydra_plugins.rnnexp_optuna_sweeper._workers import this_worker, worker_is_gone

@@ -57,6 +57,7 @@ from ._workers import (
     can_watch,
     fail_trial,
     heartbeats,
+    interrupts_held,
     reap_dead_trials,
     retry_callback,
     this_worker,
@@ -230,32 +231,40 @@ class OptunaSweeperImpl(Sweeper):
         launched here, beside batch k, and the two are told together. Without `background`, each
         batch is asked once the last one is told."""
         pending: Batch | None = None  # launched in the background, not told yet
-        asked: Batch | None = None
-        beside: Batch | None = None  # launched here while `pending` trains
+        untold: list[Batch] = []  # asked and not told: failed if the sweep stops
         two_lanes = background is not None and self._history_free
+
+        def tell(batch: Batch, returns: Sequence[JobReturn]) -> list[Outcome]:
+            outcomes = self._tell_batch(study, batch, returns)
+            untold.remove(batch)
+            return outcomes
+
         try:
             while True:
-                trials = self._timed("ask", lambda: self._ask_batch(study, n_trials))
-                asked = self._timed("ask", lambda: self._prepare(study, storage_url, space, trials)) \
-                    if trials else None
+                # the storage holds an asked trial as RUNNING from inside study.ask(): an
+                # interrupt waits until the batch is in `untold`, where the handler below finds it
+                with interrupts_held():
+                    trials = self._timed("ask", lambda: self._ask_batch(study, n_trials))
+                    asked = self._timed(
+                        "ask", lambda: self._prepare(study, storage_url, space, trials)
+                    ) if trials else None
+                    if asked is not None:
+                        untold.append(asked)
                 if two_lanes and pending is not None and asked is not None:
-                    beside, asked = asked, None
-                    here = self._timed("launch", lambda: self._launch(beside))
+                    here = self._timed("launch", lambda: self._launch(asked))
                     there = self._timed("launch", background.result)
-                    first, pending = pending, None
                     # told in the order they were asked, both before either is held to
                     # max_failure_rate: both ran
-                    outcomes = [self._tell_batch(study, first, there),
-                                self._tell_batch(study, beside, here)]
-                    beside = None
+                    outcomes = [tell(pending, there), tell(asked, here)]
+                    pending = None
                     for batch_outcomes in outcomes:
                         self._check_failure_rate(batch_outcomes, study)
                     continue
                 told = pending is not None
                 if pending is not None:
-                    returns = self._timed("launch", background.result)
-                    first, pending = pending, None
-                    self._check_failure_rate(self._tell_batch(study, first, returns), study)
+                    outcomes = tell(pending, self._timed("launch", background.result))
+                    pending = None
+                    self._check_failure_rate(outcomes, study)
                 if trials is None:
                     return
                 if asked is None:
@@ -264,15 +273,13 @@ class OptunaSweeperImpl(Sweeper):
                     continue
                 if background is not None:
                     self._timed("launch", lambda: background.submit(asked.lines, asked.first_job))
-                    pending, asked = asked, None
+                    pending = asked
                 else:
-                    batch, asked = asked, None
-                    returns = self._timed("launch", lambda: self._launch(batch))
-                    self._check_failure_rate(self._tell_batch(study, batch, returns), study)
+                    returns = self._timed("launch", lambda: self._launch(asked))
+                    self._check_failure_rate(tell(asked, returns), study)
         except BaseException as err:
-            for batch in (pending, asked, beside):  # never leave a trial RUNNING behind us
-                if batch is not None:
-                    batch.fail_untold(study, f"{type(err).__name__}: {err}")
+            for batch in untold:  # never leave a trial RUNNING behind us
+                batch.fail_untold(study, f"{type(err).__name__}: {err}")
             raise
 
     def _extended(self, trial: optuna.Trial) -> list[str]:
@@ -342,7 +349,14 @@ class OptunaSweeperImpl(Sweeper):
                 log.info("Trials %s run in workers on other hosts; this worker stops", unwatched)
                 return None
             return []
-        trials = [ask(study) for _ in range(min(self._per_launch, free))]
+        trials: list[optuna.Trial] = []
+        try:
+            for _ in range(min(self._per_launch, free)):
+                trials.append(ask(study))
+        except BaseException as err:  # the storage error of one ask fails those asked before it
+            for trial in trials:
+                _fail_if_running(study, trial, f"{type(err).__name__}: {err}")
+            raise
         extra = beyond_total(study, trials, n_trials)
         for trial in extra:  # other workers asked at the same moment and rank first
             fail_trial(study, trial, f"not run: the study already had n_trials={n_trials} trials")
