@@ -237,10 +237,33 @@ def test_rnnexp_study_quick_writes_every_file_and_resumes(tmp_path):
         OmegaConf.load(out / "study.yaml").search.trials.values())
 
 
+def test_a_comparison_study_another_process_holds_is_passed_over(tmp_path):
+    """The comparison's two processes share its studies: one held by the other (an flock on
+    its claim file, here an open file description of its own) is neither trained nor counted
+    in the files, which the process that trains the last one writes."""
+    from contextlib import ExitStack
+
+    results = Results(tmp_path / "results")
+    studies = samplers.compare_studies(QUICK)
+    with samplers.claimed(results, studies[0].name) as first:
+        with samplers.claimed(results, studies[0].name) as again:
+            assert first and not again
+    with ExitStack() as others:
+        assert all(others.enter_context(samplers.claimed(results, c.name)) for c in studies)
+        runner = Runner("batched", in_process=True)
+        assert samplers.train_comparison(results, QUICK, runner, backwards=True) == (0, len(studies))
+        assert samplers.compare_samplers(results, QUICK, runner) is None
+    assert not list(results.studies.glob("*.log")) and not results.study.exists()
+    # released when its holder ends (the kernel drops an flock with its descriptor)
+    with samplers.claimed(results, studies[0].name) as mine:
+        assert mine
+
+
 @pytest.mark.slow
 def test_the_comparison_beside_the_search_gives_the_same_study(tmp_path):
-    """--jobs 2 (the comparison in a second process) and --jobs 1 (every step in turn) train the
-    same trials and write the same numbers."""
+    """--jobs 2 (the comparison in a second process, the search's process taking the studies it
+    has not reached) and --jobs 1 (every step in turn) train the same trials and write the same
+    numbers."""
     outs = {}
     for jobs in ("1", "2"):
         results = tmp_path / f"jobs{jobs}"

@@ -84,8 +84,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     start = time.perf_counter()
     summary = guarded(PROG, body, interrupted="run the same command again to continue")
     if args.only == "comparison":
-        print(f"sampler comparison: outputs in {results.study.resolve()}; took "
-              f"{time.perf_counter() - start:.1f} s")
+        took = f"took {time.perf_counter() - start:.1f} s"
+        if summary is None:
+            print(f"sampler comparison: this process's studies are done, another process trains "
+                  f"the rest and writes the files; {took}")
+        else:
+            print(f"sampler comparison: outputs in {results.study.resolve()}; {took}")
         return
     if args.only == "cells":
         print_cells(summary, results, time.perf_counter() - start)

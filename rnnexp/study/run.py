@@ -14,7 +14,7 @@ from rnnexp.results import (Results, count_finished, json_safe, lock_held_by_par
                             write_if_changed)
 from rnnexp.runner import (STOP, Child, Runner, StepFailed, StepOutcome, run_module, start_module,
                            terminate_as_interrupt)
-from rnnexp.study.samplers import compare_samplers, compare_studies
+from rnnexp.study.samplers import compare_samplers, compare_studies, train_comparison
 from rnnexp.study.search import run_study, study_is_full, trials_span_s
 from rnnexp.study.section import SECTION, SUMMARY, report_section
 from rnnexp.study.progress import StudyWatch
@@ -35,7 +35,8 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
     The runner says how each step trains (in this process or in children) and what to call for
     progress; an interrupt ends the running step, and the same call resumes later. With jobs > 1
     the sampler comparison, which needs nothing of the search, trains in a child process
-    (`rnnexp-study --only comparison`) while the search and validation train here."""
+    (`rnnexp-study --only comparison`) while the search and validation train here; this process
+    then takes the comparison studies the child has not reached, from the last one."""
     results = Results(results.root.resolve())  # the steps get absolute paths
     runner = runner or Runner()
     launcher = runner.launcher
@@ -55,13 +56,21 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
         numbers = validate(results, search["best_params"], budget, runner)
         timings["validation_s"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
+        shared_end = None
         if comparison is not None:
+            # the comparison studies the child has not reached yet, taken here from the last
+            shared = train_comparison(results, budget, runner, backwards=True)[0]
+            if shared:
+                shared_end = time.perf_counter()
+                timings["sampler_comparison_studies_after_search"] = shared
             comparison.wait(runner.on_poll, runner.stop)
     compare_samplers(results, budget, runner)  # with a child: only the comparison's files
-    timings["sampler_comparison_s"] = round(
-        comparison.wall_s if comparison is not None else time.perf_counter() - t, 1)
     if comparison is not None:
+        ends = [comparison.started + comparison.wall_s] + [e for e in [shared_end] if e]
+        timings["sampler_comparison_s"] = round(max(ends) - comparison.started, 1)
         timings["sampler_comparison_in_parallel"] = True
+    else:
+        timings["sampler_comparison_s"] = round(time.perf_counter() - t, 1)
     # the steps' own wall time from the storages, which a resumed invocation does not reset
     timings["search_trials_span_s"] = search["trials_span_s"]
     timings["sampler_comparison_trials_span_s"] = round(

@@ -4,9 +4,12 @@ TPE, random search, GP and CMA-ES on the RMSprop branch alone (four continuous a
 CMA-ES cannot take the whole space's optimizer choice and its conditional arguments)."""
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,7 +17,7 @@ import pandas as pd
 from rnnexp.results import Results, write_if_changed
 from rnnexp.runner import Runner
 from rnnexp.study.plots import plot_sampler_comparison
-from rnnexp.study.search import open_study, study_args, train_study
+from rnnexp.study.search import open_study, study_args, study_is_full, train_study
 from rnnexp.study.spec import BRANCH_CONFIG, FULL, STUDY_CONFIG, Budget, study_file
 
 WHOLE, BRANCH = "whole space", "RMSprop branch"
@@ -42,23 +45,20 @@ def compare_studies(budget: Budget) -> list[CompareStudy]:
     return out
 
 
-def compare_samplers(results: Results, budget: Budget = FULL,
-                     runner: Optional[Runner] = None) -> pd.DataFrame:
-    """Run the comparison studies. Writes sampler_comparison.csv (best-so-far per trial, long
-    format), sampler_summary.csv and sampler_comparison.png in results/study/; the studies draw
-    no plots of their own."""
-    runner = runner or Runner()
+def compare_samplers(results: Results, budget: Budget = FULL, runner: Optional[Runner] = None,
+                     backwards: bool = False) -> Optional[pd.DataFrame]:
+    """Run the comparison studies (train_comparison), then write sampler_comparison.csv
+    (best-so-far per trial, long format), sampler_summary.csv and sampler_comparison.png in
+    results/study/; the studies draw no plots of their own. None, with no files written, when
+    another process still trains some of the studies: its own call writes them once all are
+    there."""
+    trained, passed = train_comparison(results, budget, runner, backwards)
+    if passed:
+        return None
     out = results.study
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for c in compare_studies(budget):
-        # each batch asked once the last one is told (no overlap): in 60 trials a batch of lag
-        # is a large share of what a model-based sampler learns from (CMA-ES waits for a whole
-        # generation), and the comparison asks what each sampler does at its best
-        args = study_args(c.name, results, budget, runner.launcher, sampler=c.sampler,
-                          sampler_seed=c.seed, n_trials=budget.compare_trials, config=c.config,
-                          n_jobs=budget.compare_n_jobs, extra=["hydra.sweeper.overlap=false"])
-        train_study(c.name, args, results, runner, budget.compare_trials)
         values = study_values(results, c.name, budget.compare_trials)
         rows += [{"space": c.space, "sampler": c.sampler, "study_seed": c.seed, "trial": i + 1,
                   "value": v, "best_so_far": b}
@@ -72,6 +72,55 @@ def compare_samplers(results: Results, budget: Budget = FULL,
     if changed or not figure.exists():  # drawn from sampler_comparison.csv alone
         plot_sampler_comparison(long, epochs, startup, figure)
     return summary
+
+
+def train_comparison(results: Results, budget: Budget = FULL, runner: Optional[Runner] = None,
+                     backwards: bool = False) -> tuple[int, int]:
+    """Run (or resume) every comparison study not full yet, in order or from the last
+    (`backwards`); (studies trained here, studies passed over because another process holds
+    them).
+
+    Two processes share the studies so: rnnexp-study's comparison process takes them in order
+    while the search runs, and the search's process, once done, takes them from the end. Each
+    trains a study under a claim on it (`claimed`) and passes over one the other holds."""
+    runner = runner or Runner()
+    studies = compare_studies(budget)
+    trained = passed = 0
+    for c in (studies[::-1] if backwards else studies):
+        if study_is_full(results, c.name, budget.compare_trials):
+            continue
+        with claimed(results, c.name) as mine:
+            if not mine:
+                passed += 1
+                continue
+            # each batch asked once the last one is told (no overlap): in 60 trials a batch of
+            # lag is a large share of what a model-based sampler learns from (CMA-ES waits for
+            # a whole generation), and the comparison asks what each sampler does at its best
+            args = study_args(c.name, results, budget, runner.launcher, sampler=c.sampler,
+                              sampler_seed=c.seed, n_trials=budget.compare_trials,
+                              config=c.config, n_jobs=budget.compare_n_jobs,
+                              extra=["hydra.sweeper.overlap=false"])
+            trained += train_study(c.name, args, results, runner, budget.compare_trials)
+    return trained, passed
+
+
+@contextmanager
+def claimed(results: Results, name: str) -> Iterator[bool]:
+    """Whether this process holds comparison study `name` for the block: an exclusive flock on
+    results/studies/<name>.claim, False at once where another process holds it. The kernel drops
+    the lock when its holder dies (SIGKILL included), so an interrupted study is free to resume."""
+    path = results.journal(name).with_suffix(".claim")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def study_values(results: Results, name: str, n_trials: int) -> np.ndarray:

@@ -47,11 +47,13 @@ def study_args(name: str, results: Results, budget: Budget, launcher: str, sampl
 
 
 def train_study(name: str, args: Sequence[str], results: Results, runner: Runner,
-                n_trials: int, log_dir: Optional[Path] = None) -> None:
+                n_trials: int, log_dir: Optional[Path] = None) -> bool:
     """Run (or resume) one study's rnnexp-train; its output in <log_dir>/<name>.log (default
-    study_runs/logs/). A study that has its n_trials already starts nothing."""
-    if not study_is_full(results, name, n_trials):
-        runner.train(args, (log_dir or results.study_logs) / f"{name}.log")
+    study_runs/logs/). A study that has its n_trials already starts nothing (False)."""
+    if study_is_full(results, name, n_trials):
+        return False
+    runner.train(args, (log_dir or results.study_logs) / f"{name}.log")
+    return True
 
 
 def study_is_full(results: Results, name: str, n_trials: int) -> bool:

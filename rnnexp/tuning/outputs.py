@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -88,15 +89,31 @@ def _write_trials(study: optuna.Study, path: Path) -> Path:
     return path
 
 
+def import_plotting() -> None:
+    """What write_plots imports (matplotlib with its Agg backend, Optuna's matplotlib plots):
+    half a second, which a sweep whose trials train in another process spends while it waits
+    for them (`preload_plotting`) rather than at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot  # noqa: F401
+    from optuna.visualization import matplotlib as ovm  # noqa: F401
+
+
+def preload_plotting(plots: Sequence[str]) -> None:
+    """import_plotting in a thread of its own, if `plots` asks for any: write_plots, importing
+    the same modules later, waits for that import to finish instead of starting its own."""
+    if plots:
+        threading.Thread(target=import_plotting, name="import-plotting", daemon=True).start()
+
+
 def write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str],
                 wanted: Sequence[str] = PLOTS) -> list[Path]:
     """The plots named in `wanted` that the study can draw, as PNG files in out_dir."""
     if not wanted:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
+    import_plotting()
     # matplotlib says at INFO that it draws a categorical's numeric-looking choices as categories,
     # which is what a choice is
     logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
