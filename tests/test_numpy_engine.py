@@ -257,3 +257,17 @@ def test_keeping_no_member_leaves_an_empty_batch():
     engine.keep(np.array([False]))
     loss, spelled = engine.step()
     assert loss.shape == spelled.shape == (0,)
+
+
+def test_the_engine_keeps_large_temporaries_in_the_heap_on_glibc():
+    """glibc's mallopt takes the engine's thresholds (once per process; a second call returns the
+    first answer); elsewhere the call does nothing and says so."""
+    import platform
+    import sys
+
+    from rnnexp.engine._malloc import keep_large_blocks
+
+    took = keep_large_blocks()
+    assert keep_large_blocks() is took
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert took is True

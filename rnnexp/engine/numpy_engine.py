@@ -13,6 +13,7 @@ import numpy as np
 
 from rnnexp.config import model_args
 from rnnexp.engine import GroupSpec, MemberSpec
+from rnnexp.engine._malloc import keep_large_blocks
 from rnnexp.engine.mixed import MixedOptimizer
 from rnnexp.models.numpy_rnn import (INITS, REDUCTIONS, check_choice, check_sequences,
                                      init_stacked, stacked_loss_and_grads)
@@ -204,6 +205,7 @@ class NumpyEngine:
         if not members:
             raise NumpyEngineError("NumpyEngine needs at least one member")
         args = read_model_args(group)
+        keep_large_blocks()  # a step's large temporaries reuse the heap instead of fresh pages
         self.inputs, self.targets = check_sequences(group.inputs, group.targets, group.vocab_size)
         self.reduction, self.clip = args["loss_reduction"], args["clip"]
         self.optimizer = MixedOptimizer(members, make_optimizer, take=_take, put=_put,
