@@ -762,3 +762,20 @@ def test_a_seeded_study_asks_and_finds_what_hydra_optuna_sweeper_would(tmp_path,
         front = {i for i, v in enumerate(values)
                  if not any(all(a <= b for a, b in zip(w, v)) and w != v for w in values)}
         assert {s["trial"] for s in results["solutions"]} == front
+
+
+def test_plotting_is_imported_in_a_thread_that_a_fork_waits_for():
+    """The sweeper imports the plots' modules while it waits for its training process; before it
+    forks the next one, that import has ended (a fork inside an import would inherit its lock)."""
+    import sys
+    import threading
+
+    from rnnexp.tuning import outputs
+
+    outputs.preload_plotting([])  # no plots asked for: nothing to import
+    assert not outputs._importing
+    outputs.preload_plotting(["slice"])
+    outputs.plotting_preloaded()
+    assert not outputs._importing
+    assert "optuna.visualization.matplotlib" in sys.modules
+    assert not [t for t in threading.enumerate() if t.name == "import-plotting"]

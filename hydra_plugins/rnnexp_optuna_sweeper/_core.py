@@ -35,8 +35,9 @@ from rnnexp.errors import require
 from rnnexp.results import atomic_path, json_safe
 from rnnexp.sweeps.grammar import hydra_value
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
-from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, preload_plotting,
-                                   results_are_current, write_plots, write_tables)
+from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, plotting_preloaded,
+                                   preload_plotting, results_are_current, write_plots,
+                                   write_tables)
 from rnnexp.tuning.storage import appending, is_rdb_url, open_storage, resolve_storage
 
 from ._lost import LostJob, is_submitit, lost_jobs_returned
@@ -179,7 +180,9 @@ class OptunaSweeperImpl(Sweeper):
     # ------------------------------------------------------------------------------ the sweep
     def sweep(self, arguments: list[str]) -> optuna.Study:
         assert self.config is not None
-        # started first: the training process imports what launches need (torch) meanwhile
+        # started first: the training process imports what launches need (torch) meanwhile;
+        # never forked while an earlier sweep of this process still imports its plotting
+        plotting_preloaded()
         background = self._background_launches()
         if background is not None:  # this process waits for the trainer: import meanwhile
             preload_plotting(self.plots)

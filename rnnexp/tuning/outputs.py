@@ -100,11 +100,26 @@ def import_plotting() -> None:
     from optuna.visualization import matplotlib as ovm  # noqa: F401
 
 
+_importing: list[threading.Thread] = []  # preload_plotting's thread, while it may still run
+
+
 def preload_plotting(plots: Sequence[str]) -> None:
     """import_plotting in a thread of its own, if `plots` asks for any: write_plots, importing
-    the same modules later, waits for that import to finish instead of starting its own."""
-    if plots:
-        threading.Thread(target=import_plotting, name="import-plotting", daemon=True).start()
+    the same modules later, waits for that import to finish instead of starting its own. A
+    process that forks afterwards calls plotting_preloaded() first."""
+    if plots and not _importing:
+        thread = threading.Thread(target=import_plotting, name="import-plotting", daemon=True)
+        _importing.append(thread)
+        thread.start()
+
+
+def plotting_preloaded() -> None:
+    """Wait for preload_plotting's thread, if one runs: a process forked while another thread is
+    inside an import would inherit that module's import lock, held by a thread it does not have,
+    and hang on importing the same module."""
+    while _importing:
+        _importing[0].join()
+        _importing.pop()
 
 
 def write_plots(study: optuna.Study, out_dir: Path, objective_names: list[str],
