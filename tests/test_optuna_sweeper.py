@@ -772,6 +772,7 @@ def test_plotting_is_imported_in_a_thread_that_a_fork_waits_for():
 
     from rnnexp.tuning import outputs
 
+    outputs.plotting_preloaded()  # an earlier sweep of this process may have started one
     outputs.preload_plotting([])  # no plots asked for: nothing to import
     assert not outputs._importing
     outputs.preload_plotting(["slice"])
