@@ -23,7 +23,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 POLL_S = 0.5  # how often a running child is checked for a stop and for progress
 STOP = threading.Event()  # set when the orchestration is interrupted: every step stops its child
@@ -113,6 +113,31 @@ def start_module(module: str, prog: str, args: Sequence[str], log_path: Path,
 
 
 @contextmanager
+def interrupts_held(
+        signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """The signals of `signums` whose handlers raise (Ctrl-C's KeyboardInterrupt, the SIGTERM of
+    terminate_as_interrupt) wait until the block ends, then raise as they would have: for work an
+    exception in its middle would leave half done (an import of a C extension; trials the storage
+    holds as RUNNING before their caller has them). Signals left at their defaults are not held.
+    Only the main thread handles signals: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    before = {}
+    for signum in signums:
+        if callable(signal.getsignal(signum)):
+            before[signum] = signal.signal(signum, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # its own handler runs now, here
+
+
+@contextmanager
 def terminate_as_interrupt(prepare: Optional[Callable[[], None]] = None):
     """SIGTERM raises KeyboardInterrupt in the block (main thread only), so that a process
     stopped by its own parent (rnnexp-reproduce stopping rnnexp-study) stops its children as an
@@ -128,20 +153,16 @@ def terminate_as_interrupt(prepare: Optional[Callable[[], None]] = None):
         return
 
     received = []
-    holding = [prepare is not None]
 
     def interrupt(signum, frame):
         received.append(signum)
-        if not holding[0]:
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGTERM, interrupt)
     try:
         if prepare is not None:
-            prepare()
-            holding[0] = False
-            if received:
-                raise KeyboardInterrupt
+            with interrupts_held((signal.SIGTERM,)):
+                prepare()
         yield
     except KeyboardInterrupt:
         raise

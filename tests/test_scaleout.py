@@ -259,7 +259,7 @@ def test_worker_liveness_by_pid_and_host():
 def test_an_interrupt_waits_for_the_asked_trials_to_be_held():
     """Ctrl-C inside study.ask() would leave a RUNNING trial no one holds: it is raised once the
     block that asks and records the trials ends, and not at all when none came."""
-    from hydra_plugins.rnnexp_optuna_sweeper._workers import interrupts_held
+    from rnnexp.runner import interrupts_held
 
     study = optuna.create_study()
     held = []

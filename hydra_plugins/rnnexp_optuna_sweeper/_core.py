@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from rnnexp.errors import require
 from rnnexp.results import atomic_path, json_safe
+from rnnexp.runner import interrupts_held
 from rnnexp.sweeps.grammar import hydra_value
 from rnnexp.tuning.hooks import PRUNER_ATTR, TrialRef, register_live_trial, unregister_live_trial
 from rnnexp.tuning.outputs import (DEFAULT_PLOTS, PLOTS, copy_results, plotting_preloaded,
@@ -58,7 +59,6 @@ from ._workers import (
     can_watch,
     fail_trial,
     heartbeats,
-    interrupts_held,
     reap_dead_trials,
     retry_callback,
     this_worker,

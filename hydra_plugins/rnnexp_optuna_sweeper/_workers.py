@@ -21,9 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import signal
 import socket
-import threading
 import warnings
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
@@ -164,30 +162,6 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[
         for trial in trials:
             stack.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
         yield
-
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Ctrl-C (and a SIGTERM that raises, as under rnnexp.runner.terminate_as_interrupt) waits
-    until the block ends, then raises as it would have: for asking trials, which the storage holds
-    as RUNNING from inside study.ask() on, before the caller has them to fail on an interrupt.
-    Signals left at their defaults are not held (they end the process; a later worker reaps its
-    trials). Only the main thread handles signals: elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    before = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if callable(signal.getsignal(signum)):
-            before[signum] = signal.signal(signum, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)  # its own handler runs now, here
 
 
 def ask(study: optuna.Study) -> optuna.Trial:

@@ -40,6 +40,23 @@ def lock_held_by_parent(results: Path) -> Iterator[None]:
 
 
 @contextmanager
+def flocked(path: Path) -> Iterator[tuple[int, bool]]:
+    """An exclusive, non-blocking flock on `path` (created if missing) for the block: (its open
+    descriptor, whether this process got the lock); False at once where another process holds
+    it. The kernel drops the lock with the descriptor, also when its holder dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield fd, held
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
 def results_lock(results: Path, prog: str) -> Iterator[None]:
     """Hold <results>/.lock for the block; ResultsBusy (one line) when another process holds it,
     unless that is the parent that started this one for this very dir (lock_held_by_parent)."""
@@ -47,11 +64,8 @@ def results_lock(results: Path, prog: str) -> Iterator[None]:
     if os.environ.get(HELD_ENV) == str(path.resolve()) and os.getppid() > 1:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with flocked(path) as (fd, held):
+        if not held:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
             raise ResultsBusy(f"another rnnexp process (pid {holder}) is "
                               f"running on results dir {str(results)!r}; wait for it to finish"
@@ -59,5 +73,3 @@ def results_lock(results: Path, prog: str) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {prog}\n".encode(), 0)
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

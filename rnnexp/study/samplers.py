@@ -4,9 +4,7 @@ TPE, random search, GP and CMA-ES on the RMSprop branch alone (four continuous a
 CMA-ES cannot take the whole space's optimizer choice and its conditional arguments)."""
 from __future__ import annotations
 
-import fcntl
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
@@ -14,7 +12,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from rnnexp.results import Results, write_if_changed
+from rnnexp.results import Results, flocked, write_if_changed
 from rnnexp.runner import Runner
 from rnnexp.study.plots import plot_sampler_comparison
 from rnnexp.study.search import open_study, study_args, study_is_full, train_study
@@ -52,7 +50,7 @@ def compare_samplers(results: Results, budget: Budget = FULL, runner: Optional[R
     results/study/; the studies draw no plots of their own. None, with no files written, when
     another process still trains some of the studies: its own call writes them once all are
     there."""
-    trained, passed = train_comparison(results, budget, runner, backwards)
+    _, passed = train_comparison(results, budget, runner, backwards)
     if passed:
         return None
     out = results.study
@@ -106,21 +104,14 @@ def train_comparison(results: Results, budget: Budget = FULL, runner: Optional[R
 
 @contextmanager
 def claimed(results: Results, name: str) -> Iterator[bool]:
-    """Whether this process holds comparison study `name` for the block: an exclusive flock on
-    results/studies/<name>.claim, False at once where another process holds it. The kernel drops
-    the lock when its holder dies (SIGKILL included), so an interrupted study is free to resume."""
+    """Whether this process holds comparison study `name` for the block: an flock on
+    results/studies/<name>.claim (rnnexp.results.flocked), False at once where another process
+    holds it. The kernel drops the lock when its holder dies (SIGKILL included), so an
+    interrupted study is free to resume."""
     path = results.journal(name).with_suffix(".claim")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with flocked(path) as (_, held):
+        yield held
 
 
 def study_values(results: Results, name: str, n_trials: int) -> np.ndarray:
