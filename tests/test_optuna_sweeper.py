@@ -780,3 +780,22 @@ def test_plotting_is_imported_in_a_thread_that_a_fork_waits_for():
     assert not outputs._importing
     assert "optuna.visualization.matplotlib" in sys.modules
     assert not [t for t in threading.enumerate() if t.name == "import-plotting"]
+
+
+def test_study_files_are_current_only_for_the_study_that_wrote_them(tmp_path):
+    """A resumed study that ran nothing keeps its files; another study of the same name with as
+    many trials in each state (one run anew beside committed files) rewrites them."""
+    from rnnexp.tuning.outputs import results_are_current, write_tables
+
+    def study(values):
+        s = optuna.create_study(study_name="s")
+        for v in values:
+            s.enqueue_trial({"x": v})
+        s.optimize(lambda t: t.suggest_float("x", 0, 10), n_trials=len(values))
+        return s
+
+    first = study([3.0, 1.0, 2.0])
+    write_tables(first, tmp_path)
+    assert results_are_current(first, tmp_path)
+    assert not results_are_current(study([3.0, 2.0, 1.5]), tmp_path)
+    assert not results_are_current(first, tmp_path / "nothing here")

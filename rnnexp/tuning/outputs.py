@@ -38,13 +38,15 @@ def write_tables(study: optuna.Study, out_dir: Path) -> list[Path]:
 
 
 def results_are_current(study: optuna.Study, out_dir: Path) -> bool:
-    """Whether out_dir's optimization_results.yaml already counts every trial of the study in
-    its state (a resumed study that ran nothing need not rewrite its files)."""
+    """Whether out_dir's optimization_results.yaml is what the study would write now: its name,
+    every trial counted in its state, and the same best trial (a resumed study that ran nothing
+    need not rewrite its files; a study run anew beside the files of an earlier one, as in a
+    fresh clone with committed results, may count as many trials and must still rewrite them)."""
     try:
-        written = OmegaConf.to_container(OmegaConf.load(out_dir / RESULTS_YAML)).get("trials")
+        written = OmegaConf.to_container(OmegaConf.load(out_dir / RESULTS_YAML))
     except (OSError, ValueError, AttributeError):
         return False
-    return written == summarize(study)["trials"]
+    return written == OmegaConf.to_container(OmegaConf.create(summarize(study)))
 
 
 def copy_results(paths: list[Path], dest: Path) -> None:
