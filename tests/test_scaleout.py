@@ -256,6 +256,33 @@ def test_worker_liveness_by_pid_and_host():
     assert worker_is_gone({**me, "host": me["host"] + "-elsewhere"}) is None
 
 
+def test_a_journal_reader_sees_what_another_process_appends(tmp_path):
+    """The journal skips reading a file that still ends where its last read ended; a record
+    another worker appends makes it read again, a record of its own too."""
+    from rnnexp.tuning.storage import open_storage
+
+    path = str(tmp_path / "s.log")
+    mine, theirs = (optuna.create_study(study_name="s", storage=open_storage(path),
+                                        load_if_exists=True) for _ in range(2))
+    assert mine.trials == theirs.trials == []
+    trial = theirs.ask()
+    theirs.tell(trial, 1.5)
+    assert [(t.number, t.value) for t in mine.trials] == [(0, 1.5)]
+    assert mine.trials[0].value == 1.5  # nothing new: read from memory, the same trial
+    mine.tell(mine.ask(), 2.5)
+    assert [t.value for t in theirs.trials] == [1.5, 2.5]
+    assert [t.value for t in mine.trials] == [1.5, 2.5]
+
+
+def test_a_worker_is_alive_in_its_own_process_without_proc(monkeypatch):
+    from hydra_plugins.rnnexp_optuna_sweeper import _workers
+
+    me = _workers.this_worker()
+    assert me == _workers.this_worker() and me is not _workers.this_worker()  # a copy each time
+    monkeypatch.setattr(_workers, "_process_start", lambda pid: pytest.fail("read /proc"))
+    assert _workers.worker_is_gone(me) is False
+
+
 def test_an_interrupt_waits_for_the_asked_trials_to_be_held():
     """Ctrl-C inside study.ask() would leave a RUNNING trial no one holds: it is raised once the
     block that asks and records the trials ends, and not at all when none came."""

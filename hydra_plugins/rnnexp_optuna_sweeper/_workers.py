@@ -45,9 +45,14 @@ CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 # ---------------------------------------------------------------------------------- identity
+_WORKERS: dict[int, dict[str, Any]] = {}  # pid -> this_worker(), read once per process
+
+
 def this_worker() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+    pid = os.getpid()  # a forked process is a worker of its own
+    if pid not in _WORKERS:
+        _WORKERS[pid] = {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+    return dict(_WORKERS[pid])
 
 
 def _process_start(pid: int) -> str | None:
@@ -64,8 +69,11 @@ def _process_start(pid: int) -> str | None:
 
 def worker_is_gone(worker: dict[str, Any]) -> bool | None:
     """True if the worker process has exited, False if it runs, None if it is on another host."""
-    if worker.get("host") != socket.gethostname():
+    me = this_worker()
+    if worker.get("host") != me["host"]:
         return None
+    if worker == me:  # this process: its own trials of the batch that trains (no /proc to read)
+        return False
     pid = int(worker["pid"])
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists

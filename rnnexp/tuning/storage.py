@@ -4,6 +4,7 @@ a journal file whose tail a kill damaged."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from contextlib import contextmanager, nullcontext
@@ -128,6 +129,19 @@ def flushed_journal_backend(path: str):
 
     class FlushedJournalFileBackend(JournalFileBackend):
         _held = False
+
+        def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+            # Optuna reads the file for new records before every read of the study (tens of
+            # times a trial); where the file still ends where the last record read ended there
+            # is nothing new, and one stat says so without opening it
+            end = self._log_number_offset.get(log_number_from)
+            if end is not None:
+                try:
+                    if os.stat(self._file_path).st_size == end:
+                        return iter(())
+                except OSError:
+                    pass  # the reader below reports it as Optuna does
+            return super().read_logs(log_number_from)
 
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
