@@ -9,10 +9,15 @@ around subprocess.run; peak RSS from /usr/bin/time -f %M, else from RUSAGE_CHILD
   2. rnnexp-train -m hydra/sweeper=optuna hydra/launcher=batched, the same 2-parameter study
   3. rnnexp-train -m --config-name fastest_convergence (conditional space over 4 optimizers,
      5 seeds per trial, grouped multivariate TPE), journal-file storage
-  4. the sampler of row 3 alone, in this process: the same sampler config (composed from the
-     study's config and instantiated as the sweeper does), the same search-space code, asking
-     and telling the same number of trials in batches of n_jobs with random values; no training
+  4. the sampler of row 3 alone, in this process, in memory, no training: the same sampler config
+     (composed from the study's config and instantiated as the sweeper does) and search-space code,
+     replaying row 3's journal: asking, suggesting and telling in the order row 3 did (a batch
+     asked while the one before it trained), each trial told the value and state it got there.
+     The sampler is seeded, so it draws row 3's trials again (the table says for how many): what
+     the sampler alone costs for the same trials, the floor of row 3
   5. row 3 with hydra/sweeper/sampler=random
+  6. the sampler of row 3 alone told random values, in batches of n_jobs: trials of its own, spread
+     over the four optimizers, where TPE's trials in row 3 gather on the best one
 
 The workload is the same everywhere: one-hot "edgement" -> nn.RNN(V, 5) -> nn.Linear(5, V),
 cross-entropy, 100 full-batch epochs, float64, one thread.
@@ -20,7 +25,7 @@ cross-entropy, 100 full-batch epochs, float64, one thread.
     .venv/bin/python benchmarks/study_bench.py               # 96 peer, 480 2-param, 1024 fc trials
     .venv/bin/python benchmarks/study_bench.py --quick       # 8, 32, 64: a smoke run
     .venv/bin/python benchmarks/study_bench.py --skip-peer   # peer rate from the last measurement
-    .venv/bin/python benchmarks/study_bench.py --only 3 4    # some rows
+    .venv/bin/python benchmarks/study_bench.py --only 3 4    # some rows (4 needs 3)
 
 The peer is installed on first use into its own venv (--peer-venv, default benchmarks/.peer-venv,
 which gets a `*` .gitignore of its own) with `pip install hydra-core==1.3.8
@@ -30,7 +35,8 @@ with SQLAlchemy 2.x and NumPy 2.x as resolved, since the study is in memory (no 
 nothing else is pinned. The last peer measurement at each size is kept in
 <peer venv>/last_peer.json for --skip-peer and for --only without row 1.
 
-Below the table: the fastest-convergence study against its sampler alone (target <= 1.3), the
+Below the table: the fastest-convergence study against its sampler alone on the same trials
+(target <= 1.3) and against the sampler told random values, the
 random-sampler study's runs/s against the peer's (target >= 100x), for each rnnexp row where its
 wall time went, read from its log (start-up to the study being opened; the sweeper's phases, from
 its own timing line when it logs one; the batched launcher's split, summed over its launches, whose
@@ -75,7 +81,8 @@ TWO_PARAM = ["hydra/sweeper=optuna", "hydra/launcher=batched", "model=torch_rnn"
              # a diverging setting is a failed trial, not a reason to stop the measurement
              "hydra.sweeper.max_failure_rate=1"]
 FC = ["--config-name", "fastest_convergence", "hydra/launcher=batched"]
-ROWS = [1, 2, 3, 4, 5]  # peer, 2-parameter study, fc study, its sampler alone, fc random
+ROWS = [1, 2, 3, 4, 5, 6]  # peer, 2-param study, fc study, its sampler replaying it, fc random,
+# the fc sampler told random values
 QUICK = {"peer_trials": 8, "two_param_trials": 32, "fc_trials": 64}
 DEFAULTS = {"peer_trials": 96, "two_param_trials": 480, "fc_trials": 1024}
 
@@ -255,8 +262,8 @@ def log_split(log: str, wall0: float, wall1: float) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- the sampler
-def sampler_alone(n_trials: int, n_jobs: int) -> Result:
-    """The fastest-convergence study's sampler and search space, ask/tell only, in memory."""
+def fc_sampler():
+    """The fastest-convergence study's sampler and search space, built as the sweeper builds them."""
     import optuna
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -275,6 +282,15 @@ def sampler_alone(n_trials: int, n_jobs: int) -> Result:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sampler = _instantiate("sampler", sweeper["sampler"])
+    target = sweeper["sampler"]["_target_"].rsplit(".", 1)[-1]
+    return sampler, space, target
+
+
+def sampler_random_values(n_trials: int, n_jobs: int) -> Result:
+    """Row 6: the sampler alone, in memory, told random values (trials of its own)."""
+    import optuna
+
+    sampler, space, target = fc_sampler()
     study = optuna.create_study(sampler=sampler, direction="minimize")
     rng = random.Random(0)
     start = time.perf_counter()
@@ -287,10 +303,69 @@ def sampler_alone(n_trials: int, n_jobs: int) -> Result:
             study.tell(trial, rng.uniform(1.0, 160.0))  # epochs-to-converge-like scores
         done += len(trials)
     seconds = time.perf_counter() - start
-    target = sweeper["sampler"]["_target_"].rsplit(".", 1)[-1]
-    return Result(4, "sampler of row 3 alone (ask/suggest/tell)", n_trials, seconds,
+    return Result(6, "sampler of row 3 alone, told random values", n_trials, seconds,
                   command=f"in-process: {target} from the study's config, in-memory study, "
                           f"batches of {n_jobs}, random values")
+
+
+# journal op codes (optuna.storages.journal._storage.JournalOperation)
+CREATE_TRIAL, SET_TRIAL_PARAM, SET_TRIAL_STATE_VALUES, SET_TRIAL_INTERMEDIATE_VALUE = 4, 5, 6, 7
+
+
+def replay_journal(journal: Path, study_name: str) -> tuple[float, int, int, str]:
+    """The fastest-convergence sampler alone, in memory, asking, suggesting and telling in the
+    order a study's journal records (the sweeper asks a batch while the one before it trains, then
+    tells the earlier one), each trial told the value, state and intermediate values it got there.
+    The sampler is seeded, so it draws the study's trials again where nothing but the sweeper's
+    asks and tells drives it. -> seconds of the replay, trials that drew the study's parameters,
+    the study's trials, the sampler's class name."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from rnnexp.tuning.storage import open_storage
+
+    recorded = {t.number: t.params for t in
+                optuna.load_study(study_name=study_name, storage=open_storage(str(journal)))
+                .get_trials(deepcopy=False)}
+    with open(journal, encoding="utf-8") as f:
+        ops = [json.loads(line) for line in f if line.strip()]
+    if any(op["op_code"] == CREATE_TRIAL and "params" in op for op in ops):
+        sys.exit(f"{journal}: a trial was enqueued with fixed parameters; the replay "
+                 "reproduces sampled trials only")
+    sampler, space, target = fc_sampler()
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    states = {int(s): s for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    live: dict[int, optuna.Trial] = {}
+    unsuggested: set[int] = set()
+    start = time.perf_counter()
+    for op in ops:
+        code = op["op_code"]
+        if code == CREATE_TRIAL:
+            journal_id = len(live)  # a journal's trial ids count from 0 in creation order
+            live[journal_id] = study.ask()
+            unsuggested.add(journal_id)
+        elif code == SET_TRIAL_PARAM and op["trial_id"] in unsuggested:
+            unsuggested.discard(op["trial_id"])  # the sweeper suggests all of a trial's at once
+            space.suggest(live[op["trial_id"]])
+        elif code == SET_TRIAL_INTERMEDIATE_VALUE:
+            live[op["trial_id"]].report(op["intermediate_value"], op["step"])
+        elif code == SET_TRIAL_STATE_VALUES and op["state"] in states:
+            state = states[op["state"]]
+            values = op.get("values") if state == TrialState.COMPLETE else None
+            study.tell(live[op["trial_id"]], values, state=state, skip_if_finished=True)
+    seconds = time.perf_counter() - start
+    replayed = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    same = sum(replayed.get(n) == params for n, params in recorded.items())
+    return seconds, same, len(recorded), target
+
+
+def sampler_replay(journal: Path, study_name: str) -> Result:
+    """Row 4: row 3's journal replayed by its sampler alone (replay_journal)."""
+    seconds, same, total, target = replay_journal(journal, study_name)
+    return Result(4, "sampler of row 3 alone, replaying row 3's asks and tells", total, seconds,
+                  note=f"the same parameters as row 3 in {same} of {total} trials",
+                  command=f"in-process: {target} from the study's config, in-memory study, "
+                          f"row 3's journal replayed: its order of asks and tells, its values")
 
 
 # ---------------------------------------------------------------------------------- output
@@ -321,8 +396,12 @@ def table(results: list[Result], peer: Result | None) -> list[str]:
 def findings(by_row: dict[int, Result], peer: Result | None) -> list[str]:
     lines = []
     if 3 in by_row and 4 in by_row:
-        lines.append(f"fastest-convergence study / its sampler alone (row 3 / row 4 seconds): "
-                     f"{by_row[3].seconds / by_row[4].seconds:.2f} (target <= 1.3)")
+        lines.append(f"fastest-convergence study / its sampler alone on the same trials "
+                     f"(row 3 / row 4 seconds): {by_row[3].seconds / by_row[4].seconds:.2f} "
+                     f"(target <= 1.3)")
+    if 3 in by_row and 6 in by_row:
+        lines.append(f"fastest-convergence study / its sampler alone told random values "
+                     f"(row 3 / row 6 seconds): {by_row[3].seconds / by_row[6].seconds:.2f}")
     if 5 in by_row and peer:
         lines.append(f"random-sampler study runs/s / peer runs/s (row 5 / row 1): "
                      f"{by_row[5].runs_per_s / peer.runs_per_s:.0f}× (target >= 100×)")
@@ -363,14 +442,14 @@ def parse_args() -> argparse.Namespace:
                     help="trials of row 2 (default 480; --quick 32)")
     ap.add_argument("--two-param-jobs", type=int, default=32, help="n_jobs of row 2")
     ap.add_argument("--fc-trials", type=int,
-                    help="trials of rows 3, 4 and 5 (default 1024; --quick 64)")
-    ap.add_argument("--fc-jobs", type=int, default=16, help="n_jobs of rows 3 and 4")
+                    help="trials of rows 3, 5 and 6 (default 1024; --quick 64)")
+    ap.add_argument("--fc-jobs", type=int, default=16, help="n_jobs of rows 3 and 6")
     ap.add_argument("--random-jobs", type=int, help="n_jobs of row 5 (default: --fc-jobs)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--skip-peer", action="store_true",
                     help="do not run row 1: use the last measured peer rate, if any")
     ap.add_argument("--only", type=int, nargs="+", choices=ROWS, metavar="ROW",
-                    help="run only these rows (1-5)")
+                    help="run only these rows (1-6); row 4 replays row 3, so it needs row 3")
     ap.add_argument("--peer-venv", type=Path, default=PEER_VENV, help="the peer's venv")
     opts = ap.parse_args()
     sizes = QUICK if opts.quick else DEFAULTS
@@ -379,6 +458,8 @@ def parse_args() -> argparse.Namespace:
             setattr(opts, key, value)
     opts.random_jobs = opts.random_jobs or opts.fc_jobs
     rows = set(opts.only or ROWS)
+    if 4 in rows and 3 not in rows:
+        ap.error("row 4 replays row 3's study: run rows 3 and 4 together (--only 3 4)")
     if opts.skip_peer:
         rows.discard(1)
     opts.rows = rows
@@ -405,8 +486,8 @@ def main() -> None:
             results[3] = run_rnnexp(3, "rnnexp: fastest-convergence study (TPE, 5 seeds)", FC,
                                     "fc", opts.fc_trials, opts.fc_jobs, tmp)
         if 4 in opts.rows:
-            progress(f"row 4: the sampler alone, {opts.fc_trials} trials ...")
-            results[4] = sampler_alone(opts.fc_trials, opts.fc_jobs)
+            progress("row 4: the sampler alone, replaying row 3 ...")
+            results[4] = sampler_replay(tmp / "fc.log", "fc")
         if 5 in opts.rows:
             progress(f"row 5: rnnexp fastest-convergence study, random sampler, "
                      f"{opts.fc_trials} trials ...")
@@ -414,6 +495,9 @@ def main() -> None:
                                     [*FC, "hydra/sweeper/sampler=random",
                                      "hydra.sweeper.sampler.seed=0"],
                                     "fc_random", opts.fc_trials, opts.random_jobs, tmp)
+        if 6 in opts.rows:
+            progress(f"row 6: the sampler alone, random values, {opts.fc_trials} trials ...")
+            results[6] = sampler_random_values(opts.fc_trials, opts.fc_jobs)
     peer = results.get(1) or cached_peer(opts.peer_venv, opts.peer_trials)
     table_rows = dict(results)
     if 1 not in results and peer is not None:
