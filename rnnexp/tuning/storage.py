@@ -134,7 +134,7 @@ def flushed_journal_backend(path: str):
             # Optuna reads the file for new records before every read of the study (tens of
             # times a trial); where the file still ends where the last record read ended there
             # is nothing new, and one stat says so without opening it
-            end = self._log_number_offset.get(log_number_from)
+            end = getattr(self, "_log_number_offset", {}).get(log_number_from)  # Optuna's own
             if end is not None:
                 try:
                     if os.stat(self._file_path).st_size == end:
