@@ -23,7 +23,7 @@ from tqdm import tqdm
 from rnnexp import report, study
 from rnnexp.study import cells
 from rnnexp.results import Results, atomic_write_text, count_finished
-from rnnexp.runner import STOP, Step, StepFailed, StepOutcome, run_train
+from rnnexp.runner import STOP, Step, StepFailed, StepOutcome, advance_bar, run_train
 from rnnexp.sweeps import Sweep, SweepError, load_sweeps
 
 
@@ -164,7 +164,7 @@ def run_steps(steps: list[Step], opts: Options) -> StepOutcome:
             with lock:
                 if note:
                     run_bar.set_postfix_str(note, refresh=False)
-                run_bar.update(n)
+                advance_bar(run_bar, n)
 
         def run_one(step: Step) -> None:
             outcome = step.run(opts.launcher, advance)

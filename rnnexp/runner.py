@@ -258,6 +258,15 @@ def console() -> object:
     return sys.stderr.console if isinstance(sys.stderr, _Switch) else sys.stderr
 
 
+def advance_bar(bar, n: int) -> None:
+    """bar.update(n) for a tqdm bar of runs whose total is the runs planned: a trial run again
+    after a failure adds runs beyond the plan, and the total grows with them instead of the bar
+    passing 100 % (where tqdm drops its total and its estimate)."""
+    if bar.total is not None and bar.n + n > bar.total:
+        bar.total = bar.n + n
+    bar.update(n)
+
+
 @contextmanager
 def _into_log(log):
     out, err = _switches()

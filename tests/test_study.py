@@ -356,3 +356,21 @@ def test_a_terminate_during_prepare_waits_until_it_is_done():
         with terminate_as_interrupt(prepare=prepare):
             ran.append(True)
     assert done == [True] and ran == []
+
+
+def test_a_runs_bar_grows_its_total_with_runs_beyond_the_plan():
+    """A trial run again after a failure adds runs the plan did not count: the bar's total grows
+    and it never reads more than 100 %."""
+    import io
+
+    from tqdm import tqdm
+
+    from rnnexp.runner import advance_bar
+
+    with tqdm(total=10, file=io.StringIO()) as bar:
+        advance_bar(bar, 8)
+        assert (bar.n, bar.total) == (8, 10)
+        advance_bar(bar, 5)
+        assert (bar.n, bar.total) == (13, 13)
+        advance_bar(bar, 0)
+        assert (bar.n, bar.total) == (13, 13)

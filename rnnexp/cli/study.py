@@ -125,9 +125,11 @@ class progress_bar:
         return self
 
     def advance(self, n: int, note: Optional[str] = None) -> None:
+        from rnnexp.runner import advance_bar
+
         if note:
             self.bar.set_postfix_str(note, refresh=False)
-        self.bar.update(n)
+        advance_bar(self.bar, n)
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
