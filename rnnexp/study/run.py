@@ -66,8 +66,8 @@ def run_all(results: Results, budget: Budget = FULL, runner: Optional[Runner] = 
             comparison.wait(runner.on_poll, runner.stop)
     compare_samplers(results, budget, runner)  # with a child: only the comparison's files
     if comparison is not None:
-        ends = [comparison.started + comparison.wall_s] + [e for e in [shared_end] if e]
-        timings["sampler_comparison_s"] = round(max(ends) - comparison.started, 1)
+        end = max(comparison.started + comparison.wall_s, shared_end or 0.0)
+        timings["sampler_comparison_s"] = round(end - comparison.started, 1)
         timings["sampler_comparison_in_parallel"] = True
     else:
         timings["sampler_comparison_s"] = round(time.perf_counter() - t, 1)

@@ -4,8 +4,8 @@ a journal file whose tail a kill damaged."""
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import time
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
